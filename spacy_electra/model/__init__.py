@@ -1,0 +1,14 @@
+"""A compact PyTorch ELECTRA (no spaCy imports) that reads and writes HF checkpoints."""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ElectraConfig
+from .encoder import ElectraDiscriminator, ElectraEncoder, ElectraGenerator
+
+__all__ = [
+    "CheckpointError",
+    "ElectraConfig",
+    "ElectraDiscriminator",
+    "ElectraEncoder",
+    "ElectraGenerator",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,101 @@
+"""Typed ELECTRA hyper-parameters with a lossless Hugging Face ``config.json`` round trip."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish")
+
+# Architectures we write into config.json, per model kind, so HF picks the right class.
+HF_ARCHITECTURES = {
+    "discriminator": "ElectraForPreTraining",
+    "generator": "ElectraForMaskedLM",
+    "encoder": "ElectraModel",
+}
+
+
+@dataclass
+class ElectraConfig:
+    """Shape of one ELECTRA network (discriminator, generator or bare encoder).
+
+    Field names follow HF's ``ElectraConfig`` so ``config.json`` maps one to one; keys we do not
+    model (``summary_type``, ``id2label``...) are kept in ``extra`` and written back unchanged.
+    """
+
+    vocab_size: int = 30522
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not supported; use one of {', '.join(ACTIVATIONS)}."
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}); change one of them."
+            )
+        position_type = self.extra.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ValueError(
+                f"position_embedding_type={position_type!r} is not supported (only 'absolute', "
+                "which every released ELECTRA checkpoint uses)."
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def has_projection(self) -> bool:
+        """ELECTRA-small embeds at width 128 and projects to the hidden width 256."""
+        return self.embedding_size != self.hidden_size
+
+    # -- HF round trip -------------------------------------------------------------------------
+    @classmethod
+    def from_hf_dict(cls, data: Dict[str, Any]) -> "ElectraConfig":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names}
+        if "embedding_size" not in known and "hidden_size" in known:
+            known["embedding_size"] = known["hidden_size"]
+        if known.get("pad_token_id") is None:
+            known.pop("pad_token_id", None)
+        return cls(**known, extra=extra)
+
+    def to_hf_dict(self, kind: Optional[str] = None) -> Dict[str, Any]:
+        data = dict(self.extra)
+        data.update({k: v for k, v in dataclasses.asdict(self).items() if k != "extra"})
+        data["model_type"] = "electra"
+        data.setdefault("position_embedding_type", "absolute")
+        if kind is not None:
+            data["architectures"] = [HF_ARCHITECTURES[kind]]
+        return data
+
+    @classmethod
+    def from_json_file(cls, path: Union[str, Path]) -> "ElectraConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); re-export the checkpoint.") from err
+        return cls.from_hf_dict(data)
+
+    def to_json_file(self, path: Union[str, Path], kind: Optional[str] = None) -> None:
+        Path(path).write_text(json.dumps(self.to_hf_dict(kind), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,87 @@
+"""Fixtures that build tiny random HF ELECTRA checkpoints; no hub, no shared data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# A small but real vocabulary: specials, characters, and common word pieces.
+BASE_PIECES = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"()-/@#&%$")
+    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    + ["the", "a", "of", "and", "to", "in", "is", "was", "he", "she", "it", "new", "york",
+       "london", "paris", "city", "cafe", "##s", "##ing", "##ed", "##er", "##ly", "http", "www",
+       "com", "##com", "u", "##n", "The", "New", "York", "Paris", "é", "ü", "中", "国", "日", "本"]
+)
+
+
+def hf_config(**overrides):
+    from transformers import ElectraConfig as HFConfig
+
+    values = dict(
+        vocab_size=len(BASE_PIECES), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=48, max_position_embeddings=64,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act="gelu",
+    )
+    values.update(overrides)
+    return HFConfig(**values)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every parameter random (LayerNorms and biases included) so a mis-mapped tensor shows."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    return model
+
+
+def write_vocab(directory: Path, lowercase: bool = True) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(BASE_PIECES) + "\n")
+    (directory / "tokenizer_config.json").write_text(
+        '{"do_lower_case": %s, "tokenizer_class": "ElectraTokenizer"}' % ("true" if lowercase else "false")
+    )
+
+
+def make_hf_checkpoint(directory: Path, cls_name: str = "ElectraForPreTraining", seed: int = 0, **config):
+    import transformers
+
+    cls = getattr(transformers, cls_name)
+    torch.manual_seed(seed)
+    model = randomize(cls(hf_config(**config)), seed).eval()
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    model.save_pretrained(directory, safe_serialization=True)
+    write_vocab(directory)
+    return model
+
+
+@pytest.fixture
+def hf_discriminator(tmp_path):
+    path = tmp_path / "disc"
+    return path, make_hf_checkpoint(path)
+
+
+@pytest.fixture
+def hf_generator(tmp_path):
+    path = tmp_path / "gen"
+    return path, make_hf_checkpoint(path, "ElectraForMaskedLM", seed=1)
+
+
+def padded_batch(vocab_size: int, lengths=(11, 7, 3), seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(5, vocab_size, (n,), generator=gen)
+        ids[row, 0], ids[row, n - 1] = 2, 3
+        mask[row, :n] = 1
+    types = (torch.arange(width)[None, :] > width // 2).long() * mask
+    return ids, mask, types
