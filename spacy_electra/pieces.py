@@ -137,3 +137,9 @@ class WordPieceEncoder:
 
     def encode(self, tokens: Sequence[str]) -> TokenPieces:
         return self.encode_batch([tokens])[0]
+
+    def encode_texts(self, texts: Sequence[str]) -> List[np.ndarray]:
+        """Piece ids of raw texts (BERT pre-tokenisation), no special tokens: for pretraining
+        corpora, where there are no spaCy tokens to align to."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(enc.ids, dtype=np.int32) for enc in encodings]

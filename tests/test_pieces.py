@@ -79,3 +79,12 @@ def test_save_round_trip(tmp_path):
     again = WordPieceEncoder.from_directory(tmp_path / "b")
     assert again.vocab == enc.vocab and again.lowercase is False
     assert again.encode(SENTENCES[2]).ids.tolist() == enc.encode(SENTENCES[2]).ids.tolist()
+
+
+def test_encode_texts_matches_hf_on_raw_text(tmp_path):
+    write_vocab(tmp_path)
+    ours = WordPieceEncoder.from_directory(tmp_path)
+    hf = hf_tokenizer(tmp_path, True)
+    texts = ["The new cafe in Paris, 2020!", "Zürich 中国 http://www.x.com"]
+    for text, ids in zip(texts, ours.encode_texts(texts)):
+        assert ids.tolist() == hf(text, add_special_tokens=False)["input_ids"]
