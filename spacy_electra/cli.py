@@ -64,5 +64,10 @@ def demo(output: Path = typer.Option(Path("training/demo"), help="Where to write
         raise typer.Exit(1)
 
 
+from .convert import convert_command  # noqa: E402
+
+app.command("convert")(convert_command)
+
+
 def main() -> None:
     app()

@@ -25,7 +25,7 @@ def hf_config(**overrides):
 
     values = dict(
         vocab_size=len(BASE_PIECES), embedding_size=16, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=4, intermediate_size=48, max_position_embeddings=64,
+        num_attention_heads=4, intermediate_size=48, max_position_embeddings=512,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act="gelu",
     )
     values.update(overrides)
@@ -49,12 +49,18 @@ def write_vocab(directory: Path, lowercase: bool = True) -> None:
     )
 
 
-def make_hf_checkpoint(directory: Path, cls_name: str = "ElectraForPreTraining", seed: int = 0, **config):
+def make_hf_checkpoint(
+    directory: Path, cls_name: str = "ElectraForPreTraining", seed: int = 0, random_all: bool = True, **config
+):
+    """``random_all`` randomises every tensor (for parity tests); otherwise HF's own init
+    (LayerNorm at 1, normal(0, 0.02) weights), which trains like a real model."""
     import transformers
 
     cls = getattr(transformers, cls_name)
     torch.manual_seed(seed)
-    model = randomize(cls(hf_config(**config)), seed).eval()
+    model = cls(hf_config(**config)).eval()
+    if random_all:
+        randomize(model, seed)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     model.save_pretrained(directory, safe_serialization=True)

@@ -281,6 +281,9 @@ def load_checkpoint(path_or_id: PathLike, *, kind: Optional[str] = None) -> Elec
             + ". The config (vocab_size, embedding_size, hidden_size...) belongs to another model."
         )
     model.load_state_dict(state)
+    if kind == "encoder" and detected != "encoder":
+        # Dropping the pretraining head was asked for; only fine-tuned heads deserve a warning.
+        left_out = [k for k in left_out if not k.startswith(_head_keys(detected))]
     if left_out:
         warnings.warn(
             f"Loaded the ELECTRA encoder of {directory}; these head weights were not loaded: "

@@ -1,0 +1,127 @@
+"""Windows over each doc's piece sequence, batched by length.
+
+A doc's pieces are covered by windows of at most ``window`` pieces that start every ``stride``
+pieces (the last one is shifted to end at the doc's end), each wrapped as ``[CLS] ... [SEP]``. No
+piece is ever dropped: a piece seen by several windows gets the mean of their outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from .pieces import TokenPieces
+
+
+def check_window(window: int, stride: int, max_positions: int = 512) -> None:
+    """``window/2 <= stride <= window <= max_positions - 2``, with advice on which value to change."""
+    if window < 1:
+        raise ValueError(f"window={window} must be at least 1 piece.")
+    if window > max_positions - 2:
+        raise ValueError(
+            f"window={window} does not fit the model: with [CLS] and [SEP] a window may hold at most "
+            f"max_position_embeddings - 2 = {max_positions - 2} pieces. Lower window."
+        )
+    if stride > window:
+        raise ValueError(f"stride={stride} is larger than window={window}, which would skip pieces. Lower stride to at most {window}.")
+    if 2 * stride < window:
+        raise ValueError(
+            f"stride={stride} is less than window/2={window / 2:g}: a piece would be seen by more than "
+            f"two windows, which wastes compute. Raise stride to at least {(window + 1) // 2}."
+        )
+
+
+def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
+    if n_pieces == 0:
+        return []
+    if n_pieces <= window:
+        return [0]
+    starts = list(range(0, n_pieces - window, stride))
+    return starts + [n_pieces - window]
+
+
+@dataclass
+class WindowChunk:
+    """One forward pass: padded ids (B, L) and where each output row goes.
+
+    ``target`` maps every flattened (B * L) output position to a piece index of the whole batch,
+    or to ``n_pieces`` (a discard row) for [CLS], [SEP] and padding.
+    """
+
+    ids: np.ndarray  # int64 (B, L)
+    mask: np.ndarray  # int64 (B, L)
+    target: np.ndarray  # int64 (B * L,)
+    window_index: np.ndarray  # int64 (B,): position of each row in the batch's window order
+
+
+@dataclass
+class WindowBatch:
+    chunks: List[WindowChunk]
+    n_pieces: int  # pieces of all docs together
+    inv_counts: np.ndarray  # float32 (n_pieces,): 1 / number of windows covering the piece
+    doc_pieces: List[int]  # pieces per doc, to split the outputs
+    doc_windows: List[int]  # windows per doc (their [CLS] vectors are kept, in doc order)
+
+
+def make_window_batch(
+    docs: Sequence[TokenPieces],
+    *,
+    window: int,
+    stride: int,
+    max_batch_items: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+) -> WindowBatch:
+    spans: List[Tuple[int, int, int]] = []  # (global offset of doc, start, end)
+    offset = 0
+    doc_windows = []
+    counts_parts = []
+    for pieces in docs:
+        n = len(pieces.ids)
+        starts = window_starts(n, window, stride)
+        counts = np.zeros(n, dtype=np.float32)
+        for start in starts:
+            spans.append((offset, start, min(start + window, n)))
+            counts[start : start + window] += 1
+        counts_parts.append(counts)
+        doc_windows.append(len(starts))
+        offset += n
+    all_ids = np.concatenate([d.ids for d in docs]) if docs else np.zeros(0, np.int32)
+    counts = np.concatenate(counts_parts) if counts_parts else np.zeros(0, np.float32)
+    order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
+    chunks = []
+    i = 0
+    while i < len(order):
+        # Windows sorted by length: grow the chunk while the padded size stays in budget.
+        j = i + 1
+        while j < len(order):
+            longest = spans[order[j]][2] - spans[order[j]][1] + 2
+            if longest * (j + 1 - i) > max_batch_items:
+                break
+            j += 1
+        chunks.append(_chunk([spans[k] for k in order[i:j]], order[i:j], all_ids, offset, cls_id, sep_id, pad_id))
+        i = j
+    return WindowBatch(
+        chunks=chunks,
+        n_pieces=offset,
+        inv_counts=np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0),
+        doc_pieces=[len(d.ids) for d in docs],
+        doc_windows=doc_windows,
+    )
+
+
+def _chunk(spans, window_index, all_ids, n_pieces, cls_id, sep_id, pad_id) -> WindowChunk:
+    length = max(end - start for _, start, end in spans) + 2
+    ids = np.full((len(spans), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(spans), length), dtype=np.int64)
+    target = np.full((len(spans), length), n_pieces, dtype=np.int64)
+    for row, (offset, start, end) in enumerate(spans):
+        n = end - start
+        ids[row, 0] = cls_id
+        ids[row, 1 : n + 1] = all_ids[offset + start : offset + end]
+        ids[row, n + 1] = sep_id
+        mask[row, : n + 2] = 1
+        target[row, 1 : n + 1] = np.arange(offset + start, offset + end)
+    return WindowChunk(ids, mask, target.reshape(-1), np.asarray(window_index, dtype=np.int64))
