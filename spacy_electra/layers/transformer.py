@@ -42,7 +42,40 @@ CLS_KEY = "cls_vectors"  # model_output key: the [CLS] vector of each window, (n
 
 
 class ElectraShim(PyTorchShim):
-    """A PyTorchShim whose torch module appears at ``initialize`` (or on deserialisation)."""
+    """A PyTorchShim whose torch module appears at ``initialize`` (or on deserialisation), and
+    whose optimizer step applies ELECTRA's layer-wise learning-rate decay: encoder layer l of L
+    (1-based) learns at lr * decay^(L+1-l), the embeddings (and their projection) at
+    lr * decay^(L+1). The scale goes to the optimizer as ``lr_scale``, so it multiplies Adam's
+    *update*; scaling the gradient instead would be undone by Adam's normalisation."""
+
+    layer_lr_decay: float = 1.0
+
+    def lr_scale(self, name: str) -> float:
+        decay = self.layer_lr_decay
+        if decay == 1.0:
+            return 1.0
+        n_layers = self._model.config.num_hidden_layers
+        parts = name.split(".")
+        if parts[:2] == ["encoder", "layers"]:
+            return decay ** (n_layers - int(parts[2]))  # layers.{i} is layer i+1
+        if parts[:2] in (["encoder", "embeddings"], ["encoder", "projection"]):
+            return decay ** (n_layers + 1)
+        return 1.0
+
+    def finish_update(self, optimizer) -> None:
+        if self._model is None:
+            return
+        found_inf = self._grad_scaler.found_inf
+        for name, param in self._model.named_parameters():
+            if param.grad is None:
+                continue
+            if not found_inf:  # skip the step when mixed precision overflowed
+                weights, _ = optimizer(
+                    (self.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=self.lr_scale(name)
+                )
+                param.data = xp2torch(weights, requires_grad=True, device=param.device)
+            param.grad.zero_()
+        self._grad_scaler.update()
 
     def to_device(self, device_type: str, device_id: int) -> None:  # pragma: no cover - GPU
         if self._model is not None:
@@ -66,11 +99,15 @@ def ElectraTransformer_v1(
     grad_scaler_config: Optional[Dict[str, Any]] = None,
     max_batch_items: int = 4096,
     all_layers: bool = False,
+    layer_lr_decay: float = 1.0,
 ) -> ElectraTransformerModel:
     """ELECTRA over wordpiece windows of each doc. Weights are read from ``checkpoint`` (a local
     HF-format folder or a cached hub id) at ``initialize``, not here, so a config can be built
     and a pipeline loaded without the original checkpoint. ``all_layers`` keeps every layer's
-    output (for ``ElectraScalarMixListener``)."""
+    output (for ``ElectraScalarMixListener``). ``layer_lr_decay`` (e.g. 0.8, the ELECTRA paper's
+    fine-tuning recipe) lowers the learning rate of lower layers; 1.0 turns it off."""
+    if not 0.0 < layer_lr_decay <= 1.0:
+        raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
     check_window(window, stride, _max_positions(checkpoint))
     if max_batch_items < window + 2:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}.")
@@ -81,6 +118,7 @@ def ElectraTransformer_v1(
         serialize_model=serialize_windowed_encoder,
         deserialize_model=deserialize_windowed_encoder,
     )
+    shim.layer_lr_decay = layer_lr_decay
     return Model(
         "electra_transformer",
         forward,

@@ -5,7 +5,6 @@ the outputs and one backprop callback go to every listener of the downstream com
 last listener to backprop runs the encoder's backward pass and its optimizer step, as in
 spacy-transformers, so the encoder runs once per batch whatever the number of heads.
 """
-from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, List, Optional
 

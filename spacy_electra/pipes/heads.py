@@ -1,0 +1,140 @@
+"""Machinery shared by the task components: labels, initialisation, and per-token
+cross-entropy. The components themselves (tagger, NER, textcat) only say what their gold
+targets are and how predictions become annotations."""
+
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_get_examples
+from thinc.api import Model
+from thinc.types import Floats2d
+
+
+def encoder_config(head: str, **head_args) -> str:
+    """Default model config of a head: its own ELECTRA-small encoder."""
+    args = "\n".join(f"{k} = {v}" for k, v in head_args.items())
+    return f"""
+[model]
+@architectures = "{head}"
+{args}
+
+[model.encoder]
+@architectures = "spacy_electra.ElectraTransformer.v1"
+checkpoint = "google/electra-small-discriminator"
+window = 128
+stride = 96
+"""
+
+
+class ElectraHead(TrainablePipe):
+    """A component with a label set and an ELECTRA-based model whose output layer has one unit
+    per output class (``n_outputs``)."""
+
+    def __init__(self, vocab, model: Model, name: str, *, labels: Optional[Sequence[str]] = None, **cfg) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.cfg = {"labels": list(labels or []), **cfg}
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"Labels must be non-empty strings, got {label!r}.")
+        if label in self.labels:
+            return 0
+        if self.model.get_ref("output_layer").has_dim("nO"):
+            raise ValueError(
+                f"Cannot add label {label!r} to {self.name!r} after it was initialized; add all "
+                "labels before nlp.initialize() (or let initialize infer them from the data)."
+            )
+        self.cfg["labels"].append(label)
+        return 1
+
+    def labels_from_example(self, example: Example) -> Iterable[str]:
+        raise NotImplementedError
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp=None,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Take ``labels`` if given (e.g. from ``spacy init labels``), else infer them from the
+        training examples; then size the output layer and initialise (loading the encoder's
+        checkpoint when the head has its own encoder)."""
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        elif not self.labels:
+            for example in get_examples():
+                for label in self.labels_from_example(example):
+                    self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"{self.name!r} found no labels: the training data has no annotations for it. "
+                "Check the data (e.g. that the converter set tags, entities or cats), or pass "
+                "labels to initialize."
+            )
+        self.model.get_ref("output_layer").set_dim("nO", self.n_outputs)
+        sample = [eg.predicted for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=sample)
+
+
+class TokenClassifierPipe(ElectraHead):
+    """A head with one softmax over ``tag_names`` per token (tagger: the labels; NER: their BILUO
+    tags). Subclasses say what a token's gold tag is and how tag ids become annotations."""
+
+    @property
+    def tag_names(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.tag_names)
+
+    def gold_tags(self, example: Example) -> List[Optional[str]]:
+        """Gold tag per predicted token; None where unknown (no gradient)."""
+        raise NotImplementedError
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """Softmax cross-entropy, averaged over the tokens whose gold tag is known."""
+        index = {tag: i for i, tag in enumerate(self.tag_names)}
+        ops = self.model.ops
+        grads, total, n_known = [], 0.0, 0
+        for example, logits in zip(examples, scores):
+            gold = self.gold_tags(example)
+            unknown = sorted({tag for tag in gold if tag is not None and tag not in index})
+            if unknown:
+                raise ValueError(
+                    f"{self.name!r}: the training data has label(s) {', '.join(unknown)} that the "
+                    f"component does not know ({', '.join(self.labels)}). Re-run initialize on this "
+                    "data, or add the labels before initializing."
+                )
+            ids = ops.asarray1i([index[tag] if tag is not None else -1 for tag in gold])
+            probs = ops.softmax(logits, axis=-1)
+            known = ids >= 0
+            rows = ops.xp.arange(len(ids))[known]
+            d_logits = probs.copy()
+            d_logits[rows, ids[known]] -= 1.0
+            d_logits[~known] = 0.0
+            total -= float(ops.xp.log(probs[rows, ids[known]] + 1e-12).sum())
+            n_known += int(known.sum())
+            grads.append(d_logits)
+        norm = max(n_known, 1)
+        return total / norm, [g / norm for g in grads]

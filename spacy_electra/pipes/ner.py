@@ -1,0 +1,67 @@
+"""``electra_ner``: per-token BILUO classification with constrained Viterbi decoding.
+
+Decoding only follows valid BILUO transitions, so the output is always a well-formed set of
+entities, even from untrained weights. Entities already on a doc are kept: their tokens are
+forced to O in decoding and predictions fill the rest around them.
+"""
+
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+from spacy.language import Language
+from spacy.scorer import get_ner_prf
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import Config, Model
+
+from ..decoding import biluo_tags, spans_from_biluo, transition_mask, viterbi
+from .heads import TokenClassifierPipe, encoder_config
+
+
+@Language.factory(
+    "electra_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={"model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v1"))["model"], "labels": None},
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_electra_ner(nlp: Language, name: str, model: Model, labels: Optional[List[str]]) -> "ElectraNER":
+    return ElectraNER(nlp.vocab, model, name, labels=labels)
+
+
+class ElectraNER(TokenClassifierPipe):
+    def __init__(self, vocab, model: Model, name: str = "electra_ner", *, labels: Optional[Sequence[str]] = None) -> None:
+        super().__init__(vocab, model, name, labels=labels)
+
+    @property
+    def tag_names(self) -> List[str]:
+        return biluo_tags(self.labels)
+
+    def labels_from_example(self, example: Example) -> Iterable[str]:
+        return (ent.label_ for ent in example.reference.ents)
+
+    def gold_tags(self, example: Example) -> List[Optional[str]]:
+        return [tag if tag not in (None, "", "-") else None for tag in example.get_aligned_ner()]
+
+    def predict(self, docs: Iterable[Doc]) -> List[np.ndarray]:
+        docs = list(docs)
+        if not docs:
+            return []
+        ops = self.model.ops
+        allowed, starts, ends = transition_mask(self.tag_names)
+        paths = []
+        for doc, logits in zip(docs, self.model.predict(docs)):
+            log_probs = ops.to_numpy(logits - ops.xp.log(ops.xp.exp(logits).sum(axis=-1, keepdims=True)))
+            forced = np.zeros(len(doc), dtype=bool)
+            for ent in doc.ents:
+                forced[ent.start : ent.end] = True
+            paths.append(viterbi(log_probs, allowed, starts, ends, forced))
+        return paths
+
+    def set_annotations(self, docs: Iterable[Doc], paths: List[np.ndarray]) -> None:
+        tags = self.tag_names
+        for doc, path in zip(docs, paths):
+            predicted = [Span(doc, s, e, label=label) for s, e, label in spans_from_biluo([tags[i] for i in path])]
+            doc.set_ents(list(doc.ents) + predicted, default="outside")
+
+    def score(self, examples: Iterable[Example], **kwargs) -> dict:
+        return get_ner_prf(examples, **kwargs)
