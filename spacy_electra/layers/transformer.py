@@ -24,7 +24,8 @@ from ..model import load_checkpoint
 from ..model.checkpoint import CheckpointError, resolve_checkpoint
 from ..pieces import WordPieceEncoder
 from ..windows import check_window, make_window_batch
-from .windowed_encoder import WindowedEncoder, deserialize_windowed_encoder, serialize_windowed_encoder
+from ..model.windowed import WindowedEncoder
+from .windowed_encoder import deserialize_windowed_encoder, serialize_windowed_encoder
 
 ElectraTransformerModel = Model[List[Doc], List[TransformerData]]
 

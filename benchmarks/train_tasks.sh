@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fixed-budget fine-tuning of the task components on the real data (CPU), side by side:
+#   electra_ner vs spaCy's ner, both listening to one electra_transformer (CoNLL-2003)
+#   electra_tagger vs spaCy's tagger, both listening to one electra_transformer (UD EWT, XPOS)
+#   electra_textcat with its own encoder (SST-2)
+# Every run gets the same number of optimizer steps, then `spacy evaluate` on the dev split
+# (scores + words/s). Needs the DocBins written by `spacy-electra convert` under corpus/.
+# Usage: CHECKPOINT=path STEPS=60 bash benchmarks/train_tasks.sh [OUTDIR]
+set -u -o pipefail
+CHECKPOINT=${CHECKPOINT:?set CHECKPOINT to an HF-format ELECTRA folder}
+STEPS=${STEPS:-60}
+LR=${LR:-0.001}
+OUT=${1:-training/tasks}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$OUT"
+run() {  # name config train dev
+  local name=$1 cfg=$2 train=$3 dev=$4 start=$(date +%s)
+  $PY -m spacy train "$cfg" --output "$OUT/$name" --paths.train "$train" --paths.dev "$dev" \
+    --paths.checkpoint "$CHECKPOINT" --training.max_steps "$STEPS" --training.eval_frequency 100000 \
+    --training.optimizer.learn_rate.warmup_steps $(( STEPS / 10 )) \
+    --training.optimizer.learn_rate.total_steps "$STEPS" --training.optimizer.learn_rate.initial_rate "$LR" \
+    > "$OUT/$name.train.log" 2>&1
+  local trained=$(( $(date +%s) - start ))
+  $PY -m spacy evaluate "$OUT/$name/model-last" "$dev" --output "$OUT/$name.eval.json" > "$OUT/$name.eval.log" 2>&1
+  echo "{\"run\": \"$name\", \"train_seconds\": $trained, \"steps\": $STEPS, \"eval\": $(cat "$OUT/$name.eval.json" 2>/dev/null || echo null)}" >> "$OUT/results.jsonl"
+  echo "$name done: $(tail -n 3 "$OUT/$name.eval.log" | tr '\n' ' ')"
+}
+run electra_ner configs/ner_shared.cfg corpus/conll_train.spacy corpus/conll_dev.spacy
+run spacy_ner configs/ner_spacy_listener.cfg corpus/conll_train.spacy corpus/conll_dev.spacy
+run electra_tagger configs/tagger_shared.cfg corpus/ud_train.spacy corpus/ud_dev.spacy
+run spacy_tagger configs/tagger_spacy_listener.cfg corpus/ud_train.spacy corpus/ud_dev.spacy
+run electra_textcat configs/textcat.cfg corpus/sst2_train.spacy corpus/sst2_dev.spacy

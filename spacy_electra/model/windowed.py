@@ -1,0 +1,53 @@
+"""An ELECTRA encoder run over a batch of windows, the torch side of ``ElectraTransformer``.
+
+Overlap averaging happens inside the torch graph, so autograd gives the exact gradient of the
+averaged piece vectors; the Thinc side only converts arrays. The module also carries the
+WordPiece vocabulary, which makes it (with its config) everything a saved pipeline needs.
+"""
+from typing import List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..pieces import WordPieceEncoder
+from .config import ElectraConfig
+from .encoder import ElectraEncoder
+
+Chunk = Tuple[Tensor, Tensor, Tensor, Tensor]  # ids, mask, target, window_index
+
+
+class WindowedEncoder(nn.Module):
+    def __init__(self, encoder: ElectraEncoder, wordpiece: WordPieceEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.wordpiece = wordpiece
+
+    @property
+    def config(self) -> ElectraConfig:
+        return self.encoder.config
+
+    def forward(
+        self,
+        chunks: List[Chunk],
+        n_pieces: int,
+        n_windows: int,
+        inv_counts: Tensor,
+        all_layers: bool = False,
+    ) -> Tuple[Tensor, Tensor]:
+        """Returns piece vectors, (n_layers, n_pieces, hidden) with n_layers = 1 (last layer) or
+        num_hidden_layers + 1 (embedding output first), and the [CLS] vector of every window
+        (n_windows, hidden) in window order."""
+        width = self.config.hidden_size
+        n_layers = self.config.num_hidden_layers + 1 if all_layers else 1
+        # One extra row absorbs [CLS]/[SEP]/padding outputs.
+        sums = inv_counts.new_zeros(n_layers, n_pieces + 1, width)
+        cls = inv_counts.new_zeros(n_windows, width)
+        for ids, mask, target, window_index in chunks:
+            if all_layers:
+                layers = torch.stack(self.encoder.encode_layers(ids, mask))
+            else:
+                layers = self.encoder.encode(ids, mask)[None]
+            layers = layers.float()  # autocast may give half precision; the sums stay fp32
+            sums = sums.index_add(1, target, layers.reshape(n_layers, -1, width))
+            cls = cls.index_copy(0, window_index, layers[-1, :, 0])
+        return sums[:, :n_pieces] * inv_counts[None, :, None], cls
