@@ -5,12 +5,15 @@
 #   electra_textcat with its own encoder (SST-2)
 # Every run gets the same number of optimizer steps, then `spacy evaluate` on the dev split
 # (scores + words/s). Needs the DocBins written by `spacy-electra convert` under corpus/.
-# Usage: CHECKPOINT=path STEPS=60 bash benchmarks/train_tasks.sh [OUTDIR]
+# Usage: CHECKPOINT=path STEPS=60 bash benchmarks/train_tasks.sh OUTDIR [RUN ...]
+#   RUN: electra_ner spacy_ner electra_tagger spacy_tagger electra_textcat (default: all)
 set -u -o pipefail
 CHECKPOINT=${CHECKPOINT:?set CHECKPOINT to an HF-format ELECTRA folder}
 STEPS=${STEPS:-60}
 LR=${LR:-0.001}
 OUT=${1:-training/tasks}
+shift || true
+RUNS=${*:-electra_ner spacy_ner electra_tagger spacy_tagger electra_textcat}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 run() {  # name config train dev
@@ -25,8 +28,13 @@ run() {  # name config train dev
   echo "{\"run\": \"$name\", \"train_seconds\": $trained, \"steps\": $STEPS, \"eval\": $(cat "$OUT/$name.eval.json" 2>/dev/null || echo null)}" >> "$OUT/results.jsonl"
   echo "$name done: $(tail -n 3 "$OUT/$name.eval.log" | tr '\n' ' ')"
 }
-run electra_ner configs/ner_shared.cfg corpus/conll_train.spacy corpus/conll_dev.spacy
-run spacy_ner configs/ner_spacy_listener.cfg corpus/conll_train.spacy corpus/conll_dev.spacy
-run electra_tagger configs/tagger_shared.cfg corpus/ud_train.spacy corpus/ud_dev.spacy
-run spacy_tagger configs/tagger_spacy_listener.cfg corpus/ud_train.spacy corpus/ud_dev.spacy
-run electra_textcat configs/textcat.cfg corpus/sst2_train.spacy corpus/sst2_dev.spacy
+for name in $RUNS; do
+  case $name in
+    electra_ner) run electra_ner configs/ner_shared.cfg corpus/conll_train.spacy corpus/conll_dev.spacy ;;
+    spacy_ner) run spacy_ner configs/ner_spacy_listener.cfg corpus/conll_train.spacy corpus/conll_dev.spacy ;;
+    electra_tagger) run electra_tagger configs/tagger_shared.cfg corpus/ud_train.spacy corpus/ud_dev.spacy ;;
+    spacy_tagger) run spacy_tagger configs/tagger_spacy_listener.cfg corpus/ud_train.spacy corpus/ud_dev.spacy ;;
+    electra_textcat) run electra_textcat configs/textcat.cfg corpus/sst2_train.spacy corpus/sst2_dev.spacy ;;
+    *) echo "unknown run $name" >&2; exit 2 ;;
+  esac
+done

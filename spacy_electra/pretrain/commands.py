@@ -1,0 +1,76 @@
+"""``spacy-electra pretrain`` and ``spacy-electra vocab`` as typer commands.
+
+The functions are plain typer callbacks so the main CLI can register them with
+``app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)``; ``app`` below
+is a stand-alone sub-app (``python -m spacy_electra.pretrain``), which torchrun can launch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+# Unknown options (--training.max_steps 100) are passed through as config overrides.
+OVERRIDE_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def pretrain_command(
+    ctx: typer.Context,
+    config_path: Path = typer.Argument(..., help="Pretraining config (.cfg), e.g. configs/pretrain_small.cfg.",
+                                       exists=True, dir_okay=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: logs, checkpoints, exported models."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoints/last.pt."),
+) -> None:
+    """Pretrain ELECTRA (replaced-token detection) or the same-size MLM control.
+
+    Settings are overridden with dotted options, e.g. --training.max_steps 100 --model.size tiny.
+    Launch with torchrun (python -m torch.distributed.run -m spacy_electra.pretrain pretrain ...)
+    for several processes; training.batch_size is the global batch.
+    """
+    from .config import ConfigError, load_config, parse_overrides
+    from .corpus import CorpusError
+    from .trainer import PretrainError, pretrain
+
+    try:
+        config = load_config(config_path, parse_overrides(ctx.args))
+        pretrain(config, output, resume=resume)
+    except (ConfigError, CorpusError, PretrainError) as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return
+    exported = [p for p in ("discriminator", "generator", "mlm") if (output / p / "config.json").exists()]
+    if exported:
+        typer.echo(f"Exported {', '.join(str(output / p) for p in exported)} (HF format; use as `checkpoint`).")
+    else:
+        typer.echo(f"Stopped before max_steps; continue with --resume (checkpoint in {output / 'checkpoints'}).")
+
+
+def vocab_command(
+    inputs: List[Path] = typer.Argument(..., help="Text files or folders (lines, blank-line or <doc> format)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for vocab.txt and tokenizer_config.json."),
+    vocab_size: int = typer.Option(30522, "--vocab-size", help="Number of pieces, specials included."),
+    cased: bool = typer.Option(False, "--cased/--uncased", help="Keep case (and accents)."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Drop merges seen fewer times."),
+    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="Read at most this many documents."),
+) -> None:
+    """Train a WordPiece vocabulary with `tokenizers`, normalised as the encoder will read it."""
+    from .corpus import CorpusError
+    from .vocab import train_vocab
+
+    try:
+        encoder = train_vocab(
+            [str(p) for p in inputs], output, vocab_size=vocab_size, lowercase=not cased,
+            strip_accents=False if cased else None, min_frequency=min_frequency, max_documents=max_documents,
+        )
+    except CorpusError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Wrote {encoder.vocab_size} pieces ({'cased' if cased else 'uncased'}) to {output}")
+
+
+app = typer.Typer(name="spacy-electra-pretrain", add_completion=False, no_args_is_help=True)
+app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
+app.command("vocab")(vocab_command)

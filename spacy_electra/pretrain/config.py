@@ -1,0 +1,237 @@
+"""Pretraining settings: typed sections read from a spaCy-style (confection) config file.
+
+The config file is the single source of truth for a run; it is copied into the output folder so a
+run can be resumed or reproduced from the folder alone. confection is imported lazily so the
+trainer also runs where only torch is installed (the GPU machines), from a plain dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from ..model import ElectraConfig
+
+# Discriminator shapes of the ELECTRA paper (plus "tiny" for tests) and the generator width
+# fraction the paper found best for each size.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "tiny": dict(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=128, generator_fraction=0.5),
+    "small": dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
+                  intermediate_size=1024, generator_fraction=0.25),
+    "base": dict(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, generator_fraction=1 / 3),
+    "large": dict(embedding_size=1024, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=4096, generator_fraction=0.25),
+}
+SHAPE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+OBJECTIVES = ("rtd", "mlm")
+PRECISIONS = ("fp32", "bf16", "fp16")
+FORMATS = ("auto", "lines", "blank", "wiki")
+
+
+class ConfigError(ValueError):
+    """A pretraining config that cannot work; the message says which setting to change."""
+
+
+@dataclass
+class ModelSettings:
+    """Which networks to build. Shape fields left as ``None`` come from ``size``."""
+
+    size: str = "small"
+    objective: str = "rtd"
+    embedding_size: Optional[int] = None
+    hidden_size: Optional[int] = None
+    num_hidden_layers: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    generator_fraction: Optional[float] = None
+    max_position_embeddings: int = 512
+    dropout: float = 0.1
+    mask_prob: float = 0.15
+    mask_token_prob: float = 0.85
+    discriminator_weight: float = 50.0
+
+
+@dataclass
+class CorpusSettings:
+    """Raw text in, packed memory-mapped sequences out (built once, cached in ``cache``)."""
+
+    train: List[str] = field(default_factory=list)
+    vocab: str = ""
+    cache: str = ""
+    format: str = "auto"
+    seq_length: int = 128
+    short_seq_prob: float = 0.05
+    single_segment_prob: float = 0.1
+    workers: int = 2
+    max_documents: Optional[int] = None
+
+
+@dataclass
+class TrainingSettings:
+    max_steps: int = 1000
+    batch_size: int = 128
+    grad_accumulation: int = 1
+    learning_rate: float = 5e-4
+    warmup_steps: int = 10000
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    stop_after_steps: Optional[int] = None
+    progress_bar: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    corpus: CorpusSettings = field(default_factory=CorpusSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PretrainConfig":
+        sections = {"model": ModelSettings, "corpus": CorpusSettings, "training": TrainingSettings}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(f"Unknown config section(s) {unknown}; expected {sorted(sections)}.")
+        built = {}
+        for name, klass in sections.items():
+            values = dict(data.get(name) or {})
+            valid = {f.name for f in dataclasses.fields(klass)}
+            bad = sorted(set(values) - valid)
+            if bad:
+                raise ConfigError(f"Unknown setting(s) {', '.join(f'{name}.{b}' for b in bad)}; "
+                                  f"[{name}] accepts {', '.join(sorted(valid))}.")
+            built[name] = klass(**values)
+        config = cls(**built)
+        config.validate()
+        return config
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        m, c, t = self.model, self.corpus, self.training
+        if m.size not in PRESETS and m.size != "custom":
+            raise ConfigError(f"model.size={m.size!r}: use one of {', '.join(PRESETS)} or 'custom'.")
+        if m.size == "custom" and any(getattr(m, k) is None for k in SHAPE_KEYS):
+            raise ConfigError(f"model.size='custom' needs every shape setting: {', '.join(SHAPE_KEYS)}.")
+        if m.objective not in OBJECTIVES:
+            raise ConfigError(f"model.objective={m.objective!r}: use 'rtd' (ELECTRA) or 'mlm' (control).")
+        if not 0 < m.mask_prob < 1 or not 0 <= m.mask_token_prob <= 1:
+            raise ConfigError("model.mask_prob must be in (0, 1) and model.mask_token_prob in [0, 1].")
+        if c.format not in FORMATS:
+            raise ConfigError(f"corpus.format={c.format!r}: use one of {', '.join(FORMATS)}.")
+        if c.seq_length < 8 or c.seq_length > m.max_position_embeddings:
+            raise ConfigError(f"corpus.seq_length={c.seq_length} must be in [8, model.max_position_embeddings"
+                              f"={m.max_position_embeddings}].")
+        if t.precision not in PRECISIONS:
+            raise ConfigError(f"training.precision={t.precision!r}: use one of {', '.join(PRECISIONS)}.")
+        if t.max_steps < 1 or t.batch_size < 1 or t.grad_accumulation < 1:
+            raise ConfigError("training.max_steps, batch_size and grad_accumulation must be positive.")
+        if t.batch_size % t.grad_accumulation:
+            raise ConfigError(f"training.batch_size={t.batch_size} (global, per optimizer step) must be "
+                              f"divisible by training.grad_accumulation={t.grad_accumulation}.")
+
+    # -- derived model shapes --------------------------------------------------------------------
+    def shape(self) -> Dict[str, Any]:
+        preset = dict(PRESETS.get(self.model.size, {}))
+        for key in SHAPE_KEYS + ("generator_fraction",):
+            value = getattr(self.model, key)
+            if value is not None:
+                preset[key] = value
+        preset.setdefault("generator_fraction", 0.25)
+        return preset
+
+    def discriminator_config(self, vocab_size: int, pad_token_id: int = 0) -> ElectraConfig:
+        shape = self.shape()
+        return ElectraConfig(
+            vocab_size=vocab_size,
+            **{k: shape[k] for k in SHAPE_KEYS},
+            hidden_dropout_prob=self.model.dropout,
+            attention_probs_dropout_prob=self.model.dropout,
+            max_position_embeddings=self.model.max_position_embeddings,
+            pad_token_id=pad_token_id,
+        )
+
+    def generator_config(self, vocab_size: int, pad_token_id: int = 0) -> ElectraConfig:
+        """Same depth and embedding width as the discriminator; hidden, heads and FFN scaled by
+        ``generator_fraction`` (the MLM control uses fraction 1: a same-size masked LM)."""
+        disc = self.discriminator_config(vocab_size, pad_token_id)
+        fraction = 1.0 if self.model.objective == "mlm" else float(self.shape()["generator_fraction"])
+        hidden = max(1, round(disc.hidden_size * fraction))
+        heads = max(1, round(disc.num_attention_heads * fraction))
+        while hidden % heads:
+            heads -= 1
+        return dataclasses.replace(
+            disc, hidden_size=hidden, num_attention_heads=heads,
+            intermediate_size=max(1, round(disc.intermediate_size * fraction)), extra={},
+        )
+
+
+# -- config files ---------------------------------------------------------------------------------
+def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
+    """``--training.max_steps 100`` / ``--training.max_steps=100`` -> {"training.max_steps": 100}.
+    Values are read as JSON when they parse (numbers, null, true, lists) and as strings otherwise."""
+    out: Dict[str, Any] = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise ConfigError(f"Cannot read override {arg!r}; write overrides as --section.key value.")
+        if "=" in arg:
+            key, raw = arg[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"Override {arg} has no value.")
+            key, raw = arg[2:], args[i + 1]
+            i += 2
+        key = key.replace("-", "_")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def load_config(path: Union[str, Path, None], overrides: Optional[Mapping[str, Any]] = None) -> PretrainConfig:
+    """Read a .cfg file (confection syntax) with dotted overrides applied."""
+    overrides = dict(overrides or {})
+    if path is None:
+        data: Dict[str, Any] = {}
+        for key, value in overrides.items():
+            section, name = key.split(".", 1)
+            data.setdefault(section, {})[name] = value
+        return PretrainConfig.from_dict(data)
+    from confection import Config
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"Config file {path} does not exist; see configs/pretrain_small.cfg for an example.")
+    try:
+        cfg = Config().from_disk(path, overrides=overrides, interpolate=True)
+    except Exception as err:  # confection raises several error types for bad files/overrides
+        raise ConfigError(f"Could not read {path}: {err}") from err
+    return PretrainConfig.from_dict(dict(cfg))
+
+
+def write_config(config: PretrainConfig, path: Union[str, Path]) -> None:
+    """Write the resolved settings as a .cfg file that ``load_config`` reads back."""
+    lines: List[str] = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines.append("")
+    Path(path).write_text("\n".join(lines), encoding="utf8")

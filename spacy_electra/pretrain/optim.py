@@ -1,0 +1,44 @@
+"""AdamW with the reference's weight-decay exclusions and warmup x linear-decay schedule."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from .config import TrainingSettings
+
+
+def no_decay(name: str) -> bool:
+    """LayerNorm weights and all biases are not decayed (as in BERT and ELECTRA)."""
+    parts = name.split(".")
+    return parts[-1] == "bias" or (len(parts) > 1 and "norm" in parts[-2])
+
+
+def build_optimizer(model: nn.Module, settings: TrainingSettings, *, fused: bool = False) -> torch.optim.AdamW:
+    decay: List[nn.Parameter] = []
+    plain: List[nn.Parameter] = []
+    for name, param in model.named_parameters():  # shared parameters are listed once
+        if param.requires_grad:
+            (plain if no_decay(name) else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(
+        groups, lr=settings.learning_rate, betas=(settings.adam_beta1, settings.adam_beta2),
+        eps=settings.adam_eps, **kwargs,
+    )
+
+
+def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
+    """Linear warmup multiplied by linear decay to zero at ``max_steps`` (the reference's
+    product form, so the peak is slightly below the nominal rate)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warm * max(0.0, 1.0 - step / max_steps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup, total = settings.warmup_steps, settings.max_steps
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))

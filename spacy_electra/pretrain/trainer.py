@@ -1,0 +1,366 @@
+"""The pretraining loop: data stream, masking, loss scaling, DDP, logging, checkpoints, export.
+
+Reproducibility is by construction rather than by saved RNG streams: every micro-batch seeds
+torch from (seed, step, global micro-batch index) before masking and before its forward pass
+(dropout, Gumbel noise). A micro-batch therefore sees the same randomness whether it runs in
+process 0 of 1 with gradient accumulation, in process 1 of 2, or after a resume. Losses are
+sums divided by counts over the whole global batch, so the update does not depend on how the
+batch is split. RNG states are still checkpointed for anything outside that scheme.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..model import save_checkpoint
+from ..pieces import WordPieceEncoder
+from .config import PretrainConfig, write_config
+from .corpus import PackedCorpus, open_or_build
+from .masking import mask_tokens, token_types
+from .objective import MaskedLanguageModel, ReplacedTokenDetection
+from .optim import build_optimizer, build_scheduler
+
+Callback = Callable[[int, Optional[Dict[str, float]]], None]
+CHECKPOINT = "checkpoints/last.pt"
+STAT_NAMES = ("gen_correct", "sampled_correct", "disc_correct", "replaced", "replaced_found")
+
+
+class PretrainError(RuntimeError):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+# -- process / device setup ---------------------------------------------------------------------
+def distributed_env() -> Tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PretrainError("training.device asks for CUDA but no GPU is visible; use --training.device cpu.")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def seed_for(seed: int, step: int, micro: int, purpose: int) -> int:
+    """A 63-bit seed unique to (seed, step, micro-batch, purpose)."""
+    return int(np.random.SeedSequence([seed, step, micro, purpose]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def build_objective(config: PretrainConfig, vocab: WordPieceEncoder) -> nn.Module:
+    if config.model.objective == "mlm":
+        return MaskedLanguageModel(config.generator_config(vocab.vocab_size, vocab.pad_id))
+    return ReplacedTokenDetection(
+        config.discriminator_config(vocab.vocab_size, vocab.pad_id),
+        config.generator_config(vocab.vocab_size, vocab.pad_id),
+        config.model.discriminator_weight,
+    )
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def _rng_state() -> Dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def save_training_state(path: Path, payload: Dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, flush to disk, then rename: a crash leaves
+    either the previous checkpoint or the new one, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path, device: torch.device) -> Dict[str, Any]:
+    if not path.exists():
+        raise PretrainError(f"--resume: no checkpoint at {path}; start without --resume.")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def export_models(model: nn.Module, output: Path, vocab: WordPieceEncoder) -> List[Path]:
+    """HF-format folders (``discriminator`` and ``generator``, or ``mlm``) that ``transformers``
+    and the spaCy components load as ``checkpoint``."""
+    written = []
+    if isinstance(model, ReplacedTokenDetection):
+        written.append(save_checkpoint(model.discriminator, output / "discriminator", vocab=vocab))
+        written.append(save_checkpoint(model.generator, output / "generator", vocab=vocab))
+    else:
+        written.append(save_checkpoint(model.generator, output / "mlm", vocab=vocab))
+    return written
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def binary_entropy(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def summarise(sums: Tensor, objective: str) -> Dict[str, float]:
+    """Interval sums [gen_loss, disc_loss, *STAT_NAMES, n_selected, n_tokens] -> means."""
+    values = dict(zip(("gen_loss", "disc_loss") + STAT_NAMES + ("n_selected", "n_tokens"), sums.tolist()))
+    n_sel, n_tok = max(values["n_selected"], 1.0), max(values["n_tokens"], 1.0)
+    out = {
+        "gen_loss": values["gen_loss"] / n_sel,
+        "gen_acc": values["gen_correct"] / n_sel,
+    }
+    if objective == "rtd":
+        replaced = values["replaced"] / n_tok
+        out.update(
+            disc_loss=values["disc_loss"] / n_tok,
+            disc_acc=values["disc_correct"] / n_tok,
+            prior_acc=1.0 - replaced,
+            # the loss of always predicting the replaced fraction: below it, the discriminator
+            # has learnt something even while its accuracy still equals the prior
+            prior_loss=binary_entropy(replaced),
+            replaced_frac=replaced,
+            disc_recall=values["replaced_found"] / max(values["replaced"], 1.0),
+            sampled_acc=values["sampled_correct"] / n_sel,
+        )
+    return out
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def pretrain(
+    config: PretrainConfig,
+    output: Union[str, Path],
+    *,
+    resume: bool = False,
+    callbacks: Iterable[Callback] = (),
+) -> Dict[str, Any]:
+    """Train per ``config``, writing logs, checkpoints and exported models under ``output``.
+    Returns the last logged metrics. Under ``torchrun`` each process calls this."""
+    output = Path(output)
+    t, m = config.training, config.model
+    rank, world, local_rank = distributed_env()
+    device = resolve_device(t.device, local_rank)
+    started_dist = False
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # generous timeout: the other ranks wait while rank 0 builds the corpus
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2))
+        started_dist = True
+    micro_global = world * t.grad_accumulation
+    if t.batch_size % micro_global:
+        raise PretrainError(
+            f"training.batch_size={t.batch_size} must be divisible by processes x grad_accumulation "
+            f"= {world} x {t.grad_accumulation}."
+        )
+    micro = t.batch_size // micro_global
+    if t.precision == "fp16" and device.type != "cuda":
+        raise PretrainError("training.precision='fp16' needs a GPU; use 'bf16' or 'fp32' on CPU.")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    is_main = rank == 0
+
+    if not config.corpus.vocab:
+        raise PretrainError("corpus.vocab is empty: point it at a folder with vocab.txt (see `spacy-electra vocab`).")
+    vocab = WordPieceEncoder.from_directory(config.corpus.vocab)
+    cache = Path(config.corpus.cache) if config.corpus.cache else output / "corpus"
+    if is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        write_config(config, output / "config.cfg")
+        corpus = open_or_build(
+            cache, config.corpus.train, config.corpus.vocab, seq_length=config.corpus.seq_length,
+            fmt=config.corpus.format, workers=config.corpus.workers, seed=t.seed,
+            short_seq_prob=config.corpus.short_seq_prob, single_segment_prob=config.corpus.single_segment_prob,
+            max_documents=config.corpus.max_documents,
+        )
+    if world > 1:
+        dist.barrier()
+    if not is_main:
+        corpus = PackedCorpus(cache)
+
+    torch.manual_seed(t.seed)
+    model = build_objective(config, vocab).to(device)
+    optimizer = build_optimizer(model, t, fused=device.type == "cuda")
+    scheduler = build_scheduler(optimizer, t)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+    step = examples = 0
+    ckpt_path = output / CHECKPOINT
+    if resume:
+        state = load_training_state(ckpt_path, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        step, examples = int(state["step"]), int(state["examples"])
+        if is_main:
+            print(f"Resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    trained = DistributedDataParallel(model) if world > 1 else model
+
+    special = [vocab.pad_id, vocab.cls_id, vocab.sep_id]
+    n_stats = 2 + len(STAT_NAMES) + 2
+    interval = torch.zeros(n_stats, device=device)
+    log_path = output / "train_log.jsonl"
+    last: Dict[str, Any] = {}
+    bar = None
+    if is_main and t.progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=2.0)
+    session_steps = 0
+    tick, tick_step = time.perf_counter(), step
+
+    def save_state() -> None:
+        if is_main:
+            save_training_state(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
+                "step": step, "examples": examples, "world_size": world, "config": config.to_dict(),
+            })
+
+    model.train()
+    while step < t.max_steps and (t.stop_after_steps is None or session_steps < t.stop_after_steps):
+        first = examples + rank * t.grad_accumulation * micro
+        rows = torch.from_numpy(corpus.batch(first, t.grad_accumulation * micro, t.seed)).to(device, non_blocking=True)
+        batches = []
+        counts = torch.zeros(2, device=device)
+        for i in range(t.grad_accumulation):
+            j = rank * t.grad_accumulation + i  # global micro-batch index within the step
+            ids = rows[i * micro : (i + 1) * micro]
+            attention = ids != vocab.pad_id
+            if device.type == "cpu":  # trim shared padding columns (a GPU sync elsewhere)
+                width = int(attention.sum(1).max())
+                ids, attention = ids[:, :width], attention[:, :width]
+            torch.manual_seed(seed_for(t.seed, step, j, 0))
+            masked = mask_tokens(ids, mask_id=vocab.mask_id, special_ids=special,
+                                 mask_prob=m.mask_prob, mask_token_prob=m.mask_token_prob)
+            types = token_types(ids, vocab.sep_id, vocab.pad_id)
+            counts += torch.stack([masked.selected.sum(), attention.sum()]).float()
+            batches.append((j, ids, attention.long(), types, masked))
+        if world > 1:
+            dist.all_reduce(counts)
+        n_selected, n_tokens = counts[0], counts[1]
+        for i, (j, ids, attention, types, masked) in enumerate(batches):
+            sync = world == 1 or i == len(batches) - 1
+            with (contextlib.nullcontext() if sync else trained.no_sync()):
+                torch.manual_seed(seed_for(t.seed, step, j, 1))
+                with autocast(device, t.precision):
+                    out = trained(masked, ids, attention, types)
+                loss = out["gen_loss_sum"] / n_selected + m.discriminator_weight * out["disc_loss_sum"] / n_tokens
+                scaler.scale(loss * world).backward()
+            interval += torch.cat([
+                torch.stack([out["gen_loss_sum"].detach(), out["disc_loss_sum"].detach()]).float(),
+                out["stats"], torch.stack([masked.selected.sum(), attention.sum()]).float(),
+            ])
+        scaler.unscale_(optimizer)
+        if t.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        session_steps += 1
+        examples += t.batch_size
+        if bar is not None:
+            bar.update(1)
+
+        metrics = None
+        if step % t.log_every == 0 or step == t.max_steps:
+            if world > 1:
+                dist.all_reduce(interval)
+            now = time.perf_counter()
+            metrics = summarise(interval.cpu(), m.objective)
+            metrics.update(
+                step=step, examples=examples, lr=scheduler.get_last_lr()[0],
+                tokens_per_s=float(interval[-1]) / max(now - tick, 1e-9),
+                seconds_per_step=(now - tick) / max(step - tick_step, 1),
+            )
+            interval.zero_()
+            tick, tick_step = now, step
+            if is_main:
+                with open(log_path, "a", encoding="utf8") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                line = format_metrics(metrics)
+                if bar is not None:
+                    bar.write(line, file=sys.stderr)
+                else:
+                    print(line, file=sys.stderr, flush=True)
+            last = metrics
+        if step % t.checkpoint_every == 0 or step == t.max_steps:
+            save_state()
+        for callback in callbacks:
+            callback(step, metrics)
+
+    if bar is not None:
+        bar.close()
+    if is_main:
+        if step % t.checkpoint_every and step != t.max_steps:
+            save_state()
+        if step >= t.max_steps:
+            export_models(model, output, vocab)
+    if world > 1:
+        dist.barrier()
+        if started_dist:
+            dist.destroy_process_group()
+    return last
+
+
+def DistributedDataParallel(model: nn.Module) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model)
+
+
+def format_metrics(metrics: Dict[str, float]) -> str:
+    parts = [f"step {metrics['step']}", f"gen_loss {metrics['gen_loss']:.3f}", f"gen_acc {metrics['gen_acc']:.3f}"]
+    if "disc_loss" in metrics:
+        parts += [
+            f"disc_loss {metrics['disc_loss']:.4f} (prior {metrics['prior_loss']:.4f})",
+            f"disc_acc {metrics['disc_acc']:.4f} (prior {metrics['prior_acc']:.4f})",
+            f"replaced {metrics['replaced_frac']:.3f}",
+            f"recall {metrics['disc_recall']:.3f}",
+        ]
+    parts += [f"{metrics['tokens_per_s']:.0f} tok/s", f"lr {metrics['lr']:.2e}"]
+    return " | ".join(parts)

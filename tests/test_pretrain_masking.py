@@ -1,0 +1,241 @@
+"""Masking, sampling and objective invariants of replaced-token detection."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spacy_electra.model import ElectraConfig
+from spacy_electra.pretrain.config import ConfigError, PretrainConfig, load_config, parse_overrides
+from spacy_electra.pretrain.masking import (
+    candidate_mask, gumbel_max_sample, mask_tokens, replace_tokens, token_types,
+)
+from spacy_electra.pretrain.objective import MaskedLanguageModel, ReplacedTokenDetection
+from spacy_electra.pretrain.optim import build_optimizer, lr_factor, no_decay
+
+PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
+SPECIAL = [PAD, CLS, SEP]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and do not fight other processes for cores, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def packed_rows(n_rows=64, length=48, vocab=50, seed=0):
+    """[CLS] A [SEP] B [SEP] rows with random lengths and padding."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(n_rows, length, dtype=torch.long)
+    for r in range(n_rows):
+        n = int(torch.randint(6, length + 1, (1,), generator=gen))
+        ids[r, :n] = torch.randint(5, vocab, (n,), generator=gen)
+        cut = n // 2
+        ids[r, 0], ids[r, cut], ids[r, n - 1] = CLS, SEP, SEP
+    return ids
+
+
+def test_masking_never_touches_specials_and_selects_fifteen_percent():
+    ids = packed_rows(256)
+    torch.manual_seed(0)
+    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    candidates = candidate_mask(ids, SPECIAL)
+    assert not (masked.selected & ~candidates).any()
+    assert torch.equal(masked.input_ids[~masked.selected], ids[~masked.selected])
+    per_row = masked.selected.sum(1)
+    expected = torch.clamp(torch.round(candidates.sum(1) * 0.15), min=1).long()
+    assert torch.equal(per_row, expected)
+    assert abs(masked.selected.sum().item() / candidates.sum().item() - 0.15) < 0.02
+    assert torch.equal(masked.labels, ids[masked.selected])
+
+
+def test_masked_positions_are_85_percent_mask_15_percent_kept_never_random():
+    ids = packed_rows(2000, length=64, vocab=1000)
+    torch.manual_seed(1)
+    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    chosen = masked.input_ids[masked.selected]
+    is_mask = chosen == MASK
+    kept = chosen == ids[masked.selected]
+    assert torch.all(is_mask | kept)  # no random replacement
+    assert abs(is_mask.float().mean().item() - 0.85) < 0.01
+
+
+def test_selection_is_uniform_over_candidates():
+    ids = torch.full((4000, 12), 7)
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    torch.manual_seed(2)
+    selected = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL).selected.float().mean(0)
+    assert selected[0] == 0 and selected[-1] == 0
+    inner = selected[1:-1]
+    # 10 candidates, round(1.5) = 2 chosen per row -> each 0.2
+    assert torch.allclose(inner, torch.full_like(inner, 0.2), atol=0.03)
+
+
+def test_gumbel_max_matches_softmax_and_has_no_gradient():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -3.0]], requires_grad=True)
+    n = 200_000
+    torch.manual_seed(3)
+    draws = gumbel_max_sample(logits.expand(n, -1))
+    assert not draws.requires_grad
+    freq = torch.bincount(draws, minlength=5).float() / n
+    probs = F.softmax(logits.detach()[0], -1)
+    assert torch.allclose(freq, probs, atol=0.005), (freq, probs)
+
+
+def test_gumbel_max_in_half_precision_logits_is_finite_and_valid():
+    logits = (torch.randn(512, 300) * 8).half()
+    draws = gumbel_max_sample(logits)
+    assert draws.dtype == torch.long and draws.min() >= 0 and draws.max() < 300
+
+
+def test_replaced_label_is_sampled_differs_from_original():
+    ids = torch.tensor([[CLS, 10, 11, 12, SEP, PAD]])
+    selected = torch.tensor([[False, True, True, False, False, False]])
+    sampled = torch.tensor([10, 20])  # first sample equals the original
+    corrupted, replaced = replace_tokens(ids, selected, sampled)
+    assert corrupted.tolist() == [[CLS, 10, 20, 12, SEP, PAD]]
+    assert replaced.tolist() == [[False, False, True, False, False, False]]
+
+
+def test_token_types_follow_first_sep():
+    ids = torch.tensor([[CLS, 5, SEP, 6, 7, SEP, PAD], [CLS, 5, 6, SEP, PAD, PAD, PAD]])
+    assert token_types(ids, SEP, PAD).tolist() == [[0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0]]
+
+
+def tiny_configs(vocab=60):
+    config = PretrainConfig.from_dict({"model": {"size": "tiny", "max_position_embeddings": 64, "dropout": 0.0},
+                                     "corpus": {"seq_length": 32}})
+    return config.discriminator_config(vocab), config.generator_config(vocab)
+
+
+def test_generator_shares_embeddings_and_ties_output_layer():
+    model = ReplacedTokenDetection(*tiny_configs())
+    assert model.generator.embeddings is model.discriminator.embeddings
+    word = model.discriminator.embeddings.word.weight
+    assert model.generator.embeddings.word.weight is word
+    assert model.generator.projection is not model.discriminator.projection or model.generator.projection is None
+    # each shared tensor is one parameter for the optimizer
+    params = list(model.parameters())
+    assert len(params) == len({id(p) for p in params})
+    assert sum(p is word for p in params) == 1
+    # the output layer is the word-embedding matrix: logits move when the embeddings move
+    ids = packed_rows(2, 16, 60)
+    positions = ids > SEP
+    before = model.generator(ids, positions=positions).detach()
+    with torch.no_grad():
+        word[7] += 1.0
+    after = model.generator(ids, positions=positions).detach()
+    assert before.shape == (int(positions.sum()), 60)
+    assert not torch.allclose(before[:, 7], after[:, 7])
+
+
+def test_objective_losses_cover_masked_and_non_padding_positions():
+    model = ReplacedTokenDetection(*tiny_configs()).eval()
+    ids = packed_rows(6, 20, 60)
+    attention = (ids != PAD).long()
+    types = token_types(ids, SEP, PAD)
+    torch.manual_seed(4)
+    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    torch.manual_seed(5)
+    out = model(masked, ids, attention, types)
+    # recompute: generator CE at selected positions, discriminator BCE on every non-pad token
+    gen_logits = model.generator(masked.input_ids, attention, types, positions=masked.selected)
+    assert torch.allclose(out["gen_loss_sum"], F.cross_entropy(gen_logits, masked.labels, reduction="sum"))
+    torch.manual_seed(5)
+    sampled = gumbel_max_sample(gen_logits)
+    corrupted, replaced = replace_tokens(ids, masked.selected, sampled)
+    disc = model.discriminator(corrupted, attention, types)
+    active = attention.bool()
+    expected = F.binary_cross_entropy_with_logits(disc[active], replaced[active].float(), reduction="sum")
+    assert torch.allclose(out["disc_loss_sum"], expected, rtol=1e-5)
+    assert int(out["stats"][3]) == int(replaced.sum())
+
+
+def test_loss_is_finite_and_falls_on_a_tiny_model():
+    torch.manual_seed(0)
+    model = ReplacedTokenDetection(*tiny_configs())
+    settings = PretrainConfig().training
+    settings.learning_rate = 2e-3
+    optimizer = build_optimizer(model, settings)
+    ids = packed_rows(16, 24, 60)
+    attention = (ids != PAD).long()
+    types = token_types(ids, SEP, PAD)
+    losses = []
+    for step in range(40):
+        torch.manual_seed(step)
+        masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+        out = model(masked, ids, attention, types)
+        loss = out["gen_loss_sum"] / masked.selected.sum() + 50 * out["disc_loss_sum"] / attention.sum()
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
+def test_mlm_control_is_a_same_size_generator():
+    config = PretrainConfig.from_dict({"model": {"size": "small", "objective": "mlm"}})
+    gen = config.generator_config(30522)
+    disc = config.discriminator_config(30522)
+    assert (gen.hidden_size, gen.num_attention_heads, gen.intermediate_size) == (256, 4, 1024)
+    assert gen.num_hidden_layers == disc.num_hidden_layers
+    model = MaskedLanguageModel(ElectraConfig(vocab_size=60, embedding_size=16, hidden_size=32,
+                                              num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    ids = packed_rows(2, 16, 60)
+    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    out = model(masked, ids, (ids != PAD).long(), token_types(ids, SEP, PAD))
+    assert out["gen_loss_sum"].requires_grad and float(out["disc_loss_sum"]) == 0.0
+
+
+@pytest.mark.parametrize("size,expected", [
+    ("small", (256, 12, 4, 1024, 128, 64, 1, 256)),
+    ("base", (768, 12, 12, 3072, 768, 256, 4, 1024)),
+    ("large", (1024, 24, 16, 4096, 1024, 256, 4, 1024)),
+])
+def test_size_presets_follow_the_paper(size, expected):
+    config = PretrainConfig.from_dict({"model": {"size": size}})
+    d, g = config.discriminator_config(30522), config.generator_config(30522)
+    got = (d.hidden_size, d.num_hidden_layers, d.num_attention_heads, d.intermediate_size, d.embedding_size,
+           g.hidden_size, g.num_attention_heads, g.intermediate_size)
+    assert got == expected
+    assert g.embedding_size == d.embedding_size and g.num_hidden_layers == d.num_hidden_layers
+
+
+def test_explicit_sizes_and_generator_fraction_override_the_preset():
+    config = PretrainConfig.from_dict({"model": {"size": "small", "num_hidden_layers": 4, "hidden_size": 128,
+                                                 "num_attention_heads": 2, "generator_fraction": 0.5}})
+    assert config.discriminator_config(100).num_hidden_layers == 4
+    assert config.generator_config(100).hidden_size == 64
+
+
+def test_config_file_overrides_and_errors(tmp_path):
+    overrides = parse_overrides(["--training.max_steps", "100", "--model.size=tiny", "--corpus.train", '["a.txt"]'])
+    assert overrides == {"training.max_steps": 100, "model.size": "tiny", "corpus.train": ["a.txt"]}
+    config = load_config("configs/pretrain_small.cfg", overrides)
+    assert config.training.max_steps == 100 and config.model.size == "tiny"
+    assert config.model.discriminator_weight == 50.0 and config.model.mask_prob == 0.15
+    with pytest.raises(ConfigError, match="training.max_step"):
+        load_config("configs/pretrain_small.cfg", {"training.max_step": 1})
+    with pytest.raises(ConfigError, match="precision"):
+        load_config("configs/pretrain_small.cfg", {"training.precision": "fp8"})
+    with pytest.raises(ConfigError, match="divisible"):
+        load_config("configs/pretrain_small.cfg", {"training.batch_size": 10, "training.grad_accumulation": 3})
+
+
+def test_weight_decay_groups_and_schedule():
+    model = ReplacedTokenDetection(*tiny_configs())
+    names = dict(model.named_parameters())
+    assert no_decay("discriminator.layers.0.attention_norm.weight")
+    assert no_decay("discriminator.embeddings.layer_norm.weight")
+    assert no_decay("generator.head.bias") and no_decay("discriminator.layers.0.qkv.bias")
+    assert not no_decay("discriminator.layers.0.qkv.weight") and not no_decay("discriminator.embeddings.word.weight")
+    assert "discriminator.embeddings.word.weight" in names
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100) == pytest.approx(0.91)
+    assert lr_factor(100, 10, 100) == 0.0
+    assert max(lr_factor(s, 10, 100) for s in range(100)) <= 1.0
