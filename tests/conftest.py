@@ -69,15 +69,12 @@ def make_hf_checkpoint(
 
 
 @pytest.fixture
-def hf_discriminator(tmp_path):
-    path = tmp_path / "disc"
-    return path, make_hf_checkpoint(path)
-
-
-@pytest.fixture
-def hf_generator(tmp_path):
-    path = tmp_path / "gen"
-    return path, make_hf_checkpoint(path, "ElectraForMaskedLM", seed=1)
+def one_torch_thread():
+    """Tiny models run fastest, and do not fight other processes for cores, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def padded_batch(vocab_size: int, lengths=(11, 7, 3), seed: int = 0):

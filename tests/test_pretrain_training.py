@@ -26,13 +26,7 @@ TINY = ROOT / "configs" / "pretrain_tiny.cfg"
 WORDS = "the a of and to in is was he she it new york london paris city cafe".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and do not fight other processes for cores, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
