@@ -50,7 +50,8 @@ class ElectraNER(TokenClassifierPipe):
         allowed, starts, ends = transition_mask(self.tag_names)
         paths = []
         for doc, logits in zip(docs, self.model.predict(docs)):
-            log_probs = ops.to_numpy(logits - ops.xp.log(ops.xp.exp(logits).sum(axis=-1, keepdims=True)))
+            shifted = logits - logits.max(axis=-1, keepdims=True)  # stable log-softmax
+            log_probs = ops.to_numpy(shifted - ops.xp.log(ops.xp.exp(shifted).sum(axis=-1, keepdims=True)))
             forced = np.zeros(len(doc), dtype=bool)
             for ent in doc.ents:
                 forced[ent.start : ent.end] = True
