@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers.listener import TransformerListener
+from spacy_transformers.layers.listener import forward as transformer_listener_forward
 from thinc.api import Model, chain
 from thinc.types import Floats2d
 from transformers.file_utils import ModelOutput
@@ -37,9 +38,7 @@ class ElectraTransformerListener(TransformerListener):
 
 
 def _listener_forward(model: ElectraTransformerListener, docs: List[Doc], is_train: bool):
-    from spacy_transformers.layers.listener import forward as trf_forward
-
-    outputs, backprop = trf_forward(model, docs, is_train)
+    outputs, backprop = transformer_listener_forward(model, docs, is_train)
     if not is_train and model.attrs["release_after_read"]:
         for doc in docs:
             doc._.trf_data = None

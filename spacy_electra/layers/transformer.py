@@ -109,7 +109,8 @@ def ElectraTransformer_v1(
     fine-tuning recipe) lowers the learning rate of lower layers; 1.0 turns it off."""
     if not 0.0 < layer_lr_decay <= 1.0:
         raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
-    check_window(window, stride, _max_positions(checkpoint))
+    local = _local_config(checkpoint)  # read once: max positions and width, when on disk
+    check_window(window, stride, int(local.get("max_position_embeddings", 512)))
     if max_batch_items < window + 2:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}.")
     shim = ElectraShim(
@@ -125,7 +126,7 @@ def ElectraTransformer_v1(
         forward,
         init=init,
         shims=[shim],
-        dims={"nO": _hidden_size(checkpoint)},
+        dims={"nO": local.get("hidden_size")},
         attrs={
             "checkpoint": str(checkpoint),
             "window": window,
@@ -143,14 +144,6 @@ def _local_config(checkpoint: str) -> Dict[str, Any]:
         return json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
     except (CheckpointError, OSError, ValueError):
         return {}
-
-
-def _max_positions(checkpoint: str) -> int:
-    return int(_local_config(checkpoint).get("max_position_embeddings", 512))
-
-
-def _hidden_size(checkpoint: str) -> Optional[int]:
-    return _local_config(checkpoint).get("hidden_size")
 
 
 def get_encoder(model: ElectraTransformerModel) -> WindowedEncoder:
