@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# One-shot GPU evidence run for RTD pretraining (about 7 minutes on one H100/H200).
-#   1. tokens/s and MFU of ELECTRA-small and -base training steps in bf16 (and the HF loop)
-#   2. ELECTRA-small RTD and the same-size MLM control at the reference peak lr (5e-4), plus RTD
-#      at a gentler 2e-4: three processes side by side on the GPU (small models leave most of an
-#      H100 idle), all with the same number of steps, sized by a timing probe to about PAR_S
-#      seconds; discriminator accuracy against the prior is logged and tabulated
+# One-shot GPU evidence run for RTD pretraining (about 7-8 minutes on one H100/H200).
+#   1. (BENCH_STEP=1) tokens/s and MFU of ELECTRA-small and -base training steps in bf16 and the
+#      HF loop; (FP16_SMOKE=1) a 30-step fp16 + grad-scaler run of the tiny model
+#   2. pretraining VARIANTS side by side on the GPU (small models leave most of an H100 idle),
+#      all with the same number of steps, sized by a timing probe to about PAR_S seconds;
+#      discriminator accuracy against the prior is logged and tabulated
 #   3. fine-tune SST-2 / CoNLL-2003 from each pretrained model and from random init (same
-#      recipe, processes side by side), as many seeds as time allows
-#   4. results under $OUT: log.txt, bench.json, results.tar.gz and the bf16 exports split in
-#      <= 15 MiB parts (rtd_discriminator.tar.part*, mlm.tar.part*): 7 files.
+#      recipe), one process per (init, seed) side by side, seeds FT_SEEDS
+#   4. results under $OUT: log.txt, bench.json, results.tar.gz and the bf16 exports of the
+#      variants named in BACK, split in <= 15 MiB parts (NAME.tar.part*): at most 8 files.
 # Needs gpu_carry/{vocab,wiki_128,finetune.npz} (see benchmarks/results/pretrain_gpu.md).
 # Usage: OUT=/tmp/out bash benchmarks/gpu_pretrain.sh [--smoke]   (--smoke: tiny, CPU, a minute)
+#   VARIANTS="name:objective:peak_lr ..."  PRETRAIN_ARGS="--training.batch_size 512"
 set -x -u -o pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=. TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/gpu_pretrain_out}
 WORK=${WORK:-/tmp/gpu_pretrain_work}
 PY=${PY:-python3}
@@ -26,15 +27,20 @@ HARD_S=${HARD_S:-540}     # no step may run past this (the device call's own tim
 cap() { local want=$1 left=$(( HARD_S - $(date +%s) + START - ${2:-0} )); echo $(( want < left ? want : (left > 1 ? left : 1) )); }
 PAR_S=${PAR_S:-180}       # wall seconds for the two pretraining runs side by side
 WARMUP_FRAC=${WARMUP_FRAC:-0.2}
+BENCH_STEP=${BENCH_STEP:-1}
+FP16_SMOKE=${FP16_SMOKE:-1}
+FT_SEEDS=${FT_SEEDS:-"0 1 2"}
+BACK=${BACK:-"rtd mlm"}
+PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 if [ $SMOKE = 1 ]; then
   DEV="--training.device cpu --training.precision bf16 --model.size tiny --training.batch_size 8 --corpus.seq_length 128"
   BENCH="--device cpu --sizes tiny --batch 4 --length 32 --precision bf16 --hf --hf-precision fp32 --steps 1 --warmup 1"
-  FT="--device cpu --sst2-limit 200 --conll-limit 100 --seeds 0"
-  PROBE=4; PAR_S=${SMOKE_PAR_S:-10}; TOTAL_S=${SMOKE_TOTAL_S:-200}
+  FT="--device cpu --sst2-limit 200 --conll-limit 100"
+  FT_SEEDS=${SMOKE_SEEDS:-0}; PROBE=4; PAR_S=${SMOKE_PAR_S:-10}; TOTAL_S=${SMOKE_TOTAL_S:-200}
 else
   DEV=""
   BENCH="--device cuda --sizes small base --batch 128 --length 128 --base-batch 32 --base-length 512 --precision bf16 --hf --hf-precision bf16 --steps 20 --warmup 5"
-  FT="--device cuda --precision bf16 --sst2-limit 20000 --conll-epochs 2 --seeds 0 1 2 3 4"
+  FT="--device cuda --precision bf16 --sst2-limit 20000 --conll-epochs 2"
   PROBE=40
 fi
 CFG=configs/pretrain_gpu.cfg
@@ -42,20 +48,26 @@ ls -la gpu_carry; du -sh gpu_carry/*
 nvidia-smi || true
 $PY -c "import torch; print(torch.__version__, torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 
-echo "=== 1. step benchmark ($(elapsed)s)"
-timeout $(cap 150) $PY benchmarks/bench_pretrain_step.py $BENCH --json "$OUT/bench.json"
+if [ "$BENCH_STEP" = 1 ]; then
+  echo "=== 1. step benchmark ($(elapsed)s)"
+  timeout $(cap 150) $PY benchmarks/bench_pretrain_step.py $BENCH --json "$OUT/bench.json"
+fi
 
-echo "=== 1b. fp16 + grad scaler smoke run (tiny) ($(elapsed)s)"
-timeout $(cap 60) $PY -m spacy_electra.pretrain pretrain configs/pretrain_tiny.cfg --output "$WORK/fp16" \
-  --corpus.vocab gpu_carry/vocab --corpus.cache gpu_carry/wiki_128 --corpus.seq_length 128 \
-  --model.max_position_embeddings 512 --training.max_steps 30 --training.log_every 10 \
-  --training.device $( [ $SMOKE = 1 ] && echo cpu || echo cuda ) --training.precision $( [ $SMOKE = 1 ] && echo bf16 || echo fp16 )
+if [ "$FP16_SMOKE" = 1 ]; then
+  echo "=== 1b. fp16 + grad scaler smoke run (tiny) ($(elapsed)s)"
+  timeout $(cap 60) $PY -m spacy_electra.pretrain pretrain configs/pretrain_tiny.cfg --output "$WORK/fp16" \
+    --corpus.vocab gpu_carry/vocab --corpus.cache gpu_carry/wiki_128 --corpus.seq_length 128 \
+    --model.max_position_embeddings 512 --training.max_steps 30 --training.log_every 10 \
+    --training.device $( [ $SMOKE = 1 ] && echo cpu || echo cuda ) --training.precision $( [ $SMOKE = 1 ] && echo bf16 || echo fp16 )
+fi
 
-# Variants name:objective:peak-lr, run side by side. The RTD and MLM pair at the reference lr
-# is exported and comes back; a gentler RTD run hedges against a discriminator that stalls on its
-# prior at the reference rate (what short runs did on CPU). All share steps and warmup.
+# Variants name:objective:peak-lr, run side by side, sharing steps, warmup
+# and PRETRAIN_ARGS. Those named in BACK are exported to $OUT and come back.
 VARIANTS=${VARIANTS:-"rtd:rtd:0.0005 mlm:mlm:0.0005 rtd_lr2e-4:rtd:0.0002"}
-variant_args() { local obj=${1#*:}; local lr=${obj#*:}; obj=${obj%%:*}; echo "--model.objective $obj --training.learning_rate $lr"; }
+variant_args() {
+  local IFS=:; set -- $1
+  echo "--model.objective $2 --training.learning_rate $3 $PRETRAIN_ARGS"
+}
 
 echo "=== 2a. timing probe, all variants side by side ($(elapsed)s)"
 PIDS=""
@@ -90,7 +102,7 @@ PIDS=""; INITS=""
 for V in $VARIANTS; do
   N=${V%%:*}; OBJ=$(variant_args $V | cut -d' ' -f2)
   WHAT=$([ $OBJ = rtd ] && echo discriminator || echo mlm)
-  DEST="$WORK/parts_$N"; case $N in rtd) DEST="$OUT/rtd_discriminator";; mlm) DEST="$OUT/mlm";; esac
+  DEST="$WORK/parts_$N"; case " $BACK " in *" $N "*) DEST="$OUT/$N";; esac
   timeout $(cap 60) $PY benchmarks/gpu_pretrain.py export "$WORK/$N" "$DEST" --what $WHAT --keep "$WORK/${N}_export" & PIDS="$PIDS $!"
   INITS="$INITS $N=$WORK/${N}_export"
 done
@@ -107,8 +119,11 @@ echo "=== 3. fine-tuning, ${LEFT}s left ($(elapsed)s)"
 if [ $LEFT -gt 30 ]; then
   PIDS=""
   for INIT in $INITS random=random:"$WORK/rtd_export"; do
-    (timeout $LEFT $PY benchmarks/finetune_compare.py run --data gpu_carry/finetune.npz --init "$INIT" \
-       $FT --output "$WORK/finetune.jsonl" 2>&1 | grep -v "^|" | sed -u "s/^/[ft ${INIT%%=*}] /") & PIDS="$PIDS $!"
+    for SEED in $FT_SEEDS; do
+      (timeout $LEFT $PY benchmarks/finetune_compare.py run --data gpu_carry/finetune.npz --init "$INIT" \
+         $FT --seeds $SEED --output "$WORK/finetune.jsonl" 2>&1 | grep -v "^|" | sed -u "s/^/[ft ${INIT%%=*} $SEED] /") &
+      PIDS="$PIDS $!"
+    done
   done
   wait $PIDS
   $PY benchmarks/finetune_compare.py summary "$WORK/finetune.jsonl" || true

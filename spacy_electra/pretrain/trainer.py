@@ -262,7 +262,10 @@ def pretrain(
     model.train()
     while step < t.max_steps and (t.stop_after_steps is None or session_steps < t.stop_after_steps):
         first = examples + rank * t.grad_accumulation * micro
-        rows = torch.from_numpy(corpus.batch(first, t.grad_accumulation * micro, t.seed)).to(device, non_blocking=True)
+        rows = torch.from_numpy(corpus.batch(first, t.grad_accumulation * micro, t.seed))
+        if device.type == "cuda":  # a copy from pageable memory would wait for the GPU's queue
+            rows = rows.pin_memory()
+        rows = rows.to(device, non_blocking=True)
         batches = []
         counts = torch.zeros(2, device=device)
         for i in range(t.grad_accumulation):
