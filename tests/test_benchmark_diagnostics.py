@@ -1,0 +1,80 @@
+"""The representation diagnostics behind BENCHMARKS.md's pretraining analysis, checked against
+HF's own attention probabilities and hand-made cases."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from spacy_electra.model import load_checkpoint
+
+from .conftest import make_hf_checkpoint, padded_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from finetune_compare import attention_locality  # noqa: E402
+
+
+def neighbour_mass(probs: torch.Tensor, mask: torch.Tensor) -> float:
+    """Most local head's mean attention on i-1 and i+1, written out by loops (the oracle)."""
+    keep = mask.bool()
+    best = 0.0
+    for head in range(probs.shape[1]):
+        total, count = 0.0, 0
+        for b in range(probs.shape[0]):
+            for i in range(probs.shape[2]):
+                if not keep[b, i]:
+                    continue
+                total += sum(float(probs[b, head, i, j]) for j in (i - 1, i + 1) if 0 <= j < probs.shape[3])
+                count += 1
+        best = max(best, total / count)
+    return best
+
+
+def test_attention_locality_equals_hf_attention_probabilities(tmp_path):
+    hf = make_hf_checkpoint(tmp_path / "ckpt", "ElectraModel", num_hidden_layers=3)
+    ours = load_checkpoint(tmp_path / "ckpt", kind="encoder").eval()
+    ids, mask, _ = padded_batch(hf.config.vocab_size, lengths=(12, 9, 5))
+    with torch.no_grad():
+        attentions = hf(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+    expected = [neighbour_mass(a, mask) for a in attentions]
+    got = attention_locality(ours, ids, mask)
+    assert len(got) == 3
+    assert torch.allclose(torch.tensor(got), torch.tensor(expected), atol=1e-5), (got, expected)
+
+
+def test_attention_locality_is_one_for_a_head_that_only_sees_its_neighbours(tmp_path):
+    """Force layer 0's scores with position-dependent keys: a head whose queries match only the
+    adjacent positions' keys puts all its mass there; uniform attention over n tokens gives 2/n."""
+    make_hf_checkpoint(tmp_path / "ckpt", "ElectraModel", num_hidden_layers=1, random_all=False)
+    ours = load_checkpoint(tmp_path / "ckpt", kind="encoder").eval()
+    with torch.no_grad():
+        ours.layers[0].attention.qkv.weight.zero_()
+        ours.layers[0].attention.qkv.bias.zero_()
+    n = 6
+    ids = torch.full((1, n), 7)
+    mask = torch.ones(1, n, dtype=torch.long)
+    assert abs(attention_locality(ours, ids, mask)[0] - (2 * n - 2) / n / n) < 1e-6  # uniform
+
+    # Hand-set scores: replace the encoder's layer input so that token i's query is e_i and its
+    # key is e_{i-1} + e_{i+1} (scaled up), i.e. attention goes to the neighbours only.
+    width = ours.config.hidden_size
+    heads = ours.config.num_attention_heads
+    head_dim = width // heads
+    assert head_dim >= n
+    x = torch.zeros(1, n, width)
+    for i in range(n):
+        x[0, i, i] = 1.0
+    with torch.no_grad():
+        qkv = ours.layers[0].attention.qkv
+        qkv.weight.zero_()
+        shift = torch.zeros(n, n)
+        for i in range(n):
+            for j in (i - 1, i + 1):
+                if 0 <= j < n:
+                    shift[i, j] = 1.0
+        qkv.weight[:n, :n] = torch.eye(n) * 60.0  # queries of head 0
+        qkv.weight[width : width + n, :n] = shift.T  # keys of head 0: key_j has a 1 at each neighbour i
+    ours.encode_layers = lambda ids, mask: [x, x]  # the diagnostic reads each layer's input
+    locality = attention_locality(ours, ids, mask)[0]
+    assert locality > 0.99, locality
