@@ -25,7 +25,11 @@ run() {  # name config train dev
     > "$OUT/$name.train.log" 2>&1
   local trained=$(( $(date +%s) - start ))
   $PY -m spacy evaluate "$OUT/$name/model-last" "$dev" --output "$OUT/$name.eval.json" > "$OUT/$name.eval.log" 2>&1
-  echo "{\"run\": \"$name\", \"train_seconds\": $trained, \"steps\": $STEPS, \"eval\": $(cat "$OUT/$name.eval.json" 2>/dev/null || echo null)}" >> "$OUT/results.jsonl"
+  $PY -c 'import json, sys; name, seconds, steps, path = sys.argv[1:]
+try: scores = json.load(open(path))
+except OSError: scores = None
+print(json.dumps({"run": name, "train_seconds": int(seconds), "steps": int(steps), "eval": scores}))' \
+    "$name" "$trained" "$STEPS" "$OUT/$name.eval.json" >> "$OUT/results.jsonl"  # one line per run
   echo "$name done: $(tail -n 3 "$OUT/$name.eval.log" | tr '\n' ' ')"
 }
 for name in $RUNS; do
