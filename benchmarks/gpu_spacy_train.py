@@ -128,7 +128,7 @@ def main() -> None:
     result["mixed_precision_setting"] = [bool(getattr(shim, "_mixed_precision", False)) for shim in shims]
     result["device_of_loaded_weights"] = str(next(shims[0]._model.parameters()).device)
 
-    # A fresh process state is not needed to prove offline loading; CPU ops are: reload on CPU.
+    # The pipeline trained on the GPU must also work on a CPU-only machine: reload it with CPU ops.
     from thinc.api import require_cpu
 
     require_cpu()
