@@ -273,33 +273,33 @@ def representation_stats(spec: str, data, n_sentences: int = 64, seed: int = 0) 
     rows = rows_of(data, "sst2_dev")[:n_sentences]
     ids = pad(rows, int(data["pad_id"]))
     mask = (ids != int(data["pad_id"])).long()
-    hidden = encoder.encode(ids, mask)[mask.bool()]
+    layers = encoder.encode_layers(ids, mask)
+    hidden = layers[-1][mask.bool()]
     unit = F.normalize(hidden, dim=-1)
     cos = unit @ unit.T
     n = len(unit)
     mean_cos = float((cos.sum() - n) / (n * (n - 1)))
     sv = torch.linalg.svdvals(hidden - hidden.mean(0))
     return {"mean_token_cosine": mean_cos, "effective_rank": float(sv.sum() ** 2 / (sv ** 2).sum()),
-            "width": hidden.shape[-1], "neighbour_attention": attention_locality(encoder, ids, mask)}
+            "width": hidden.shape[-1], "neighbour_attention": attention_locality(encoder, layers[:-1], mask)}
 
 
 @torch.no_grad()
-def attention_locality(encoder: ElectraEncoder, ids: torch.Tensor, mask: torch.Tensor) -> List[float]:
+def attention_locality(encoder: ElectraEncoder, layer_inputs: Sequence[torch.Tensor], mask: torch.Tensor) -> List[float]:
     """Per layer, the attention mass a token puts on its two neighbours (i-1, i+1), averaged over
-    tokens, for the layer's most local head. Uniform attention over n tokens gives about 2/n; a model that has learnt
-    word order concentrates far more there. Replaced-token detection needs this (a unigram-sampled
-    "the" is only odd next to its neighbours), a bag of words does not suffice."""
-    hidden = encoder.encode_layers(ids, mask)
+    tokens, for the layer's most local head. ``layer_inputs`` are the hidden states entering each
+    layer (``encode_layers(...)[:-1]``). Uniform attention over n tokens gives about 2/n; a model
+    that has learnt word order concentrates far more there. Replaced-token detection needs this
+    (a unigram-sampled "the" is only odd next to its neighbours); a bag of words does not suffice."""
     keep = mask.bool()
     out = []
-    for layer, x in zip(encoder.layers, hidden[:-1]):
+    for layer, x in zip(encoder.layers, layer_inputs):
         att = layer.attention
-        b, n, _ = x.shape
-        q, k, _ = att.qkv(x).view(b, n, 3, att.num_heads, att.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, _ = att.heads(x)
         scores = (q @ k.transpose(-1, -2)) / att.head_dim ** 0.5
         scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-        probs = scores.softmax(-1)  # (b, heads, n, n)
-        mass = torch.zeros(b, att.num_heads, n)
+        probs = scores.softmax(-1)  # (batch, heads, n, n)
+        mass = torch.zeros(probs.shape[:3])
         mass[..., :-1] += torch.diagonal(probs, 1, -2, -1)  # query i -> key i+1
         mass[..., 1:] += torch.diagonal(probs, -1, -2, -1)  # query i -> key i-1
         per_head = (mass * keep[:, None]).sum((0, 2)) / keep.sum()

@@ -38,7 +38,7 @@ def test_attention_locality_equals_hf_attention_probabilities(tmp_path):
     with torch.no_grad():
         attentions = hf(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     expected = [neighbour_mass(a, mask) for a in attentions]
-    got = attention_locality(ours, ids, mask)
+    got = attention_locality(ours, ours.encode_layers(ids, mask)[:-1], mask)
     assert len(got) == 3
     assert torch.allclose(torch.tensor(got), torch.tensor(expected), atol=1e-5), (got, expected)
 
@@ -54,10 +54,12 @@ def test_attention_locality_is_one_for_a_head_that_only_sees_its_neighbours(tmp_
     n = 6
     ids = torch.full((1, n), 7)
     mask = torch.ones(1, n, dtype=torch.long)
-    assert abs(attention_locality(ours, ids, mask)[0] - (2 * n - 2) / n / n) < 1e-6  # uniform
+    layer_inputs = ours.encode_layers(ids, mask)[:-1]
+    assert abs(attention_locality(ours, layer_inputs, mask)[0] - (2 * n - 2) / n / n) < 1e-6  # uniform
 
-    # Hand-set scores: replace the encoder's layer input so that token i's query is e_i and its
-    # key is e_{i-1} + e_{i+1} (scaled up), i.e. attention goes to the neighbours only.
+    # Hand-set scores: a layer input in which token i is e_i, and projections that make token i's
+    # query 60 e_i and token j's key the sum of its neighbours' unit vectors, so query i matches
+    # only the keys of i-1 and i+1.
     width = ours.config.hidden_size
     heads = ours.config.num_attention_heads
     head_dim = width // heads
@@ -75,6 +77,5 @@ def test_attention_locality_is_one_for_a_head_that_only_sees_its_neighbours(tmp_
                     shift[i, j] = 1.0
         qkv.weight[:n, :n] = torch.eye(n) * 60.0  # queries of head 0
         qkv.weight[width : width + n, :n] = shift.T  # keys of head 0: key_j has a 1 at each neighbour i
-    ours.encode_layers = lambda ids, mask: [x, x]  # the diagnostic reads each layer's input
-    locality = attention_locality(ours, ids, mask)[0]
+    locality = attention_locality(ours, [x], mask)[0]
     assert locality > 0.99, locality

@@ -1,7 +1,7 @@
 """Building blocks of the ELECTRA encoder: embeddings and one post-LayerNorm transformer layer."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,10 +70,16 @@ class SelfAttention(nn.Module):
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
-        batch, length, width = x.shape
+    def heads(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values, each (batch, heads, length, head_dim)."""
+        batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.heads(x)
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
         )
