@@ -11,7 +11,7 @@ from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Dropout, Gelu, Linear, Model, chain, with_array
 from thinc.types import Floats2d
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from .listeners import ElectraTransformerListener, pool_tokens
 from .transformer import CLS_KEY

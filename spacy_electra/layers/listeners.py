@@ -17,7 +17,7 @@ from spacy_transformers.layers.listener import TransformerListener
 from spacy_transformers.layers.listener import forward as transformer_listener_forward
 from thinc.api import Model, chain
 from thinc.types import Floats2d
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 ListenerModel = Model[List[Doc], List[Floats2d]]
 TrfData = List[TransformerData]

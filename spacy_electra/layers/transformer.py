@@ -18,7 +18,7 @@ from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData, WordpieceBatch
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Ragged
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from ..model import load_checkpoint
 from ..model.checkpoint import CheckpointError, resolve_checkpoint

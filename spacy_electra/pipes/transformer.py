@@ -16,7 +16,7 @@ from spacy.util import minibatch
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers.listener import TransformerListener
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from ..layers.listeners import ElectraTransformerListener
 
