@@ -12,7 +12,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from safetensors import SafetensorError
@@ -250,8 +250,25 @@ def load_checkpoint(path_or_id: PathLike, *, kind: Optional[str] = None) -> Elec
 
     ``kind`` is detected from the weights (``discriminator``, ``generator`` or ``encoder``); pass
     ``kind="encoder"`` to drop a pretraining head. Fine-tuned HF heads are not loaded: a warning
-    names them.
+    names them (use ``load_encoder_and_head`` to take one).
     """
+    model, _, _ = _load(path_or_id, kind=kind, head=None)
+    return model
+
+
+def load_encoder_and_head(path_or_id: PathLike, head: str) -> Tuple[ElectraEncoder, StateDict, Dict[str, Any]]:
+    """The encoder of a fine-tuned HF checkpoint plus the tensors of its task head.
+
+    ``head`` is the HF prefix of the head (``"qa_outputs"``, ``"classifier"``). Returns the encoder
+    (``kind="encoder"``), the head's tensors with the prefix stripped (``{"weight": ..., "bias":
+    ...}`` for ``qa_outputs``; empty when the checkpoint has no such head, e.g. a pretrained
+    discriminator) and the raw ``config.json`` dict (``id2label``, ``problem_type``...). Other
+    fine-tuned heads are still named in a warning; the one asked for is not.
+    """
+    return _load(path_or_id, kind="encoder", head=head)
+
+
+def _load(path_or_id: PathLike, *, kind: Optional[str], head: Optional[str]) -> Tuple[ElectraEncoder, StateDict, Dict[str, Any]]:
     directory = resolve_checkpoint(path_or_id)
     config_path = directory / "config.json"
     if not config_path.exists():
@@ -281,6 +298,13 @@ def load_checkpoint(path_or_id: PathLike, *, kind: Optional[str] = None) -> Elec
             + ". The config (vocab_size, embedding_size, hidden_size...) belongs to another model."
         )
     model.load_state_dict(state)
+    head_state: StateDict = {}
+    if head is not None:
+        prefix = head.rstrip(".") + "."
+        for key, value in _normalise_hf_keys(hf_state).items():
+            if key.startswith(prefix):
+                head_state[key[len(prefix):]] = value
+        left_out = [k for k in left_out if not k.startswith(prefix)]
     if kind == "encoder" and detected != "encoder":
         # Dropping the pretraining head was asked for; only fine-tuned heads deserve a warning.
         left_out = [k for k in left_out if not k.startswith(_head_keys(detected))]
@@ -288,20 +312,41 @@ def load_checkpoint(path_or_id: PathLike, *, kind: Optional[str] = None) -> Elec
         warnings.warn(
             f"Loaded the ELECTRA encoder of {directory}; these head weights were not loaded: "
             + ", ".join(left_out),
-            stacklevel=2,
+            stacklevel=3,
         )
     model.eval()
-    return model
+    return model, head_state, json.loads(config_path.read_text(encoding="utf8"))
 
 
-def save_checkpoint(model: ElectraEncoder, directory: PathLike, *, vocab: Optional[object] = None) -> Path:
+def save_checkpoint(
+    model: ElectraEncoder,
+    directory: PathLike,
+    *,
+    vocab: Optional[object] = None,
+    head_state: Optional[Dict[str, Tensor]] = None,
+    config_updates: Optional[Dict[str, Any]] = None,
+) -> Path:
     """Write ``model`` as an HF ELECTRA folder (config.json + model.safetensors) that
     ``transformers`` loads as ElectraForPreTraining / ElectraForMaskedLM / ElectraModel.
-    ``vocab`` (a ``WordPieceEncoder``) adds vocab.txt and tokenizer_config.json."""
+    ``vocab`` (a ``WordPieceEncoder``) adds vocab.txt and tokenizer_config.json.
+
+    A fine-tuned task model is written by passing an encoder with ``head_state`` (HF key ->
+    tensor, e.g. ``{"qa_outputs.weight": ...}``): the encoder's keys then get the ``electra.``
+    prefix that HF task models use, and ``config_updates`` (e.g. ``architectures``, ``id2label``,
+    ``label2id``, ``problem_type``) are merged into config.json."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.config.to_json_file(directory / "config.json", kind=model.kind)
-    save_file(ours_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_hf_dict(model.kind)
+    state = ours_to_hf(model)
+    if head_state:
+        if model.kind != "encoder":
+            raise ValueError("head_state is written next to a bare encoder; pass the encoder (kind='encoder').")
+        state = {f"electra.{k}": v for k, v in state.items()}
+        for key, value in head_state.items():
+            state[key] = value.detach().cpu().contiguous()
+    config.update(config_updates or {})
+    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     if vocab is not None:
         vocab.save(directory)  # type: ignore[attr-defined]
     return directory
