@@ -78,6 +78,14 @@ class ElectraShim(PyTorchShim):
             param.grad.zero_()
         self._grad_scaler.update()
 
+    def predict(self, inputs: ArgsKwargs):
+        """Thinc's ``PyTorchShim.predict`` switches the shared module to eval() and back to
+        train() around every call, so one thread's prediction could turn dropout on inside
+        another's. Our encoder takes dropout as an argument instead, and inference never
+        touches module state: concurrent ``nlp.pipe`` calls on one pipeline are safe."""
+        with torch.no_grad(), torch.autocast(device_type="cuda", enabled=self._mixed_precision):
+            return self._model(*inputs.args, **{**inputs.kwargs, "dropout": False})
+
     def to_device(self, device_type: str, device_id: int) -> None:  # pragma: no cover - GPU
         if self._model is not None:
             super().to_device(device_type, device_id)
@@ -206,7 +214,7 @@ def forward(model: ElectraTransformerModel, docs: List[Doc], is_train: bool):
         chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
         inputs = ArgsKwargs(
             args=(chunks, batch.n_pieces, n_windows, to_torch(batch.inv_counts)),
-            kwargs={"all_layers": all_layers},
+            kwargs={"all_layers": all_layers, "dropout": train},
         )
         (vectors_t, cls_t), backprop_torch = shim(inputs, train)
         vectors, cls = torch2xp(vectors_t), torch2xp(cls_t)

@@ -52,8 +52,10 @@ class ElectraEncoder(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def embed(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None) -> Tensor:
-        x = self.embeddings(input_ids, token_type_ids)
+    def embed(
+        self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None, *, dropout: Optional[bool] = None
+    ) -> Tensor:
+        x = self.embeddings(input_ids, token_type_ids, dropout=dropout)
         return self.projection(x) if self.projection is not None else x
 
     def encode_layers(
@@ -61,12 +63,15 @@ class ElectraEncoder(nn.Module):
         input_ids: Tensor,
         attention_mask: Optional[Tensor] = None,
         token_type_ids: Optional[Tensor] = None,
+        *,
+        dropout: Optional[bool] = None,
     ) -> List[Tensor]:
-        """Embedding output followed by every layer's output (``num_hidden_layers + 1`` tensors)."""
+        """Embedding output followed by every layer's output (``num_hidden_layers + 1`` tensors).
+        ``dropout`` True/False overrides the module's train/eval mode for this call only."""
         mask = key_padding_mask(attention_mask)
-        outputs = [self.embed(input_ids, token_type_ids)]
+        outputs = [self.embed(input_ids, token_type_ids, dropout=dropout)]
         for layer in self.layers:
-            outputs.append(layer(outputs[-1], mask))
+            outputs.append(layer(outputs[-1], mask, dropout=dropout))
         return outputs
 
     def encode(
@@ -74,12 +79,15 @@ class ElectraEncoder(nn.Module):
         input_ids: Tensor,
         attention_mask: Optional[Tensor] = None,
         token_type_ids: Optional[Tensor] = None,
+        *,
+        dropout: Optional[bool] = None,
     ) -> Tensor:
-        """Last hidden states, (batch, length, hidden_size)."""
+        """Last hidden states, (batch, length, hidden_size). ``dropout`` True/False overrides the
+        module's train/eval mode for this call only (thread-safe inference, see layers.py)."""
         mask = key_padding_mask(attention_mask)
-        x = self.embed(input_ids, token_type_ids)
+        x = self.embed(input_ids, token_type_ids, dropout=dropout)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, dropout=dropout)
         return x
 
     def forward(

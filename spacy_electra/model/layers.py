@@ -1,4 +1,10 @@
-"""Building blocks of the ELECTRA encoder: embeddings and one post-LayerNorm transformer layer."""
+"""Building blocks of the ELECTRA encoder: embeddings and one post-LayerNorm transformer layer.
+
+Dropout is a per-call argument (``dropout=True/False``), not only module state: a module shared
+between threads (one spaCy pipeline serving several threads) must never have its behaviour
+changed by another thread's ``.train()``/``.eval()``. ``dropout=None`` follows ``self.training``,
+which is what plain PyTorch code (the pretraining loop) expects.
+"""
 from __future__ import annotations
 
 from typing import Callable, Optional, Tuple
@@ -37,9 +43,11 @@ class ElectraEmbeddings(nn.Module):
         self.position = nn.Embedding(config.max_position_embeddings, width)
         self.token_type = nn.Embedding(config.type_vocab_size, width)
         self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout_p = config.hidden_dropout_prob
 
-    def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None, *, dropout: Optional[bool] = None
+    ) -> Tensor:
         length = input_ids.shape[1]
         if length > self.position.num_embeddings:
             raise ValueError(
@@ -52,7 +60,7 @@ class ElectraEmbeddings(nn.Module):
             x = x + self.token_type.weight[0]
         else:
             x = x + self.token_type(token_type_ids)
-        return self.dropout(self.layer_norm(x))
+        return F.dropout(self.layer_norm(x), self.dropout_p, training=_active(self, dropout))
 
 
 class SelfAttention(nn.Module):
@@ -77,11 +85,11 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Optional[Tensor], *, dropout: Optional[bool] = None) -> Tensor:
         batch, length, width = x.shape
         q, k, v = self.heads(x)
         context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if _active(self, dropout) else 0.0
         )
         return self.output(context.transpose(1, 2).reshape(batch, length, width))
 
@@ -96,9 +104,16 @@ class TransformerLayer(nn.Module):
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout_p = config.hidden_dropout_prob
         self.act = activation(config.hidden_act)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
-        return self.ffn_norm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
+    def forward(self, x: Tensor, mask: Optional[Tensor], *, dropout: Optional[bool] = None) -> Tensor:
+        on = _active(self, dropout)
+        x = self.attention_norm(x + F.dropout(self.attention(x, mask, dropout=on), self.dropout_p, training=on))
+        h = self.output(self.act(self.intermediate(x)))
+        return self.ffn_norm(x + F.dropout(h, self.dropout_p, training=on))
+
+
+def _active(module: nn.Module, dropout: Optional[bool]) -> bool:
+    """Dropout on or off for this call: the explicit argument, else the module's mode."""
+    return module.training if dropout is None else dropout

@@ -1,7 +1,11 @@
 """An ELECTRA encoder run over a batch of windows, the torch side of ``ElectraTransformer``.
 
 Overlap averaging happens inside the torch graph, so autograd gives the exact gradient of the
-averaged piece vectors; the Thinc side only converts arrays. The module also carries the
+averaged piece vectors; the Thinc side only converts arrays. Window outputs are added into one
+preallocated buffer in place (``index_add_``), so the cost is linear in the pieces of a batch:
+an out-of-place ``index_add`` would copy the whole buffer once per chunk, which made long
+documents quadratic. Dropout is an argument of ``forward`` rather than module state, so one
+module can serve several threads (see ``model/layers.py``). The module also carries the
 WordPiece vocabulary, which makes it (with its config) everything a saved pipeline needs.
 """
 from typing import List, Tuple
@@ -33,6 +37,8 @@ class WindowedEncoder(nn.Module):
         n_windows: int,
         inv_counts: Tensor,
         all_layers: bool = False,
+        *,
+        dropout: bool = False,
     ) -> Tuple[Tensor, Tensor]:
         """Returns piece vectors, (n_layers, n_pieces, hidden) with n_layers = 1 (last layer) or
         num_hidden_layers + 1 (embedding output first), and the [CLS] vector of every window
@@ -44,10 +50,12 @@ class WindowedEncoder(nn.Module):
         cls = inv_counts.new_zeros(n_windows, width)
         for ids, mask, target, window_index in chunks:
             if all_layers:
-                layers = torch.stack(self.encoder.encode_layers(ids, mask))
+                layers = torch.stack(self.encoder.encode_layers(ids, mask, dropout=dropout))
             else:
-                layers = self.encoder.encode(ids, mask)[None]
+                layers = self.encoder.encode(ids, mask, dropout=dropout)[None]
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
-            sums = sums.index_add(1, target, layers.reshape(n_layers, -1, width))
-            cls = cls.index_copy(0, window_index, layers[-1, :, 0])
+            # In place: autograd records one IndexAdd node per chunk whose backward only gathers
+            # that chunk's rows, so forward and backward both stay linear.
+            sums.index_add_(1, target, layers.reshape(n_layers, -1, width))
+            cls.index_copy_(0, window_index, layers[-1, :, 0])
         return sums[:, :n_pieces] * inv_counts[None, :, None], cls

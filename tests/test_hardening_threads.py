@@ -1,0 +1,147 @@
+"""Issue #12 items 1-2: one pipeline shared by threads gives sequential results, and the windowed
+encoder's cost is linear in the pieces of a batch."""
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from spacy_electra.model import ElectraConfig, ElectraEncoder
+from spacy_electra.model.windowed import WindowedEncoder
+from spacy_electra.pieces import WordPieceEncoder
+from spacy_electra.windows import make_window_batch
+
+from .conftest import BASE_PIECES, make_hf_checkpoint
+
+WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
+
+
+def random_docs(nlp, n, seed):
+    rng = random.Random(seed)
+    return [Doc(nlp.vocab, words=[rng.choice(WORDS) for _ in range(rng.randint(1, 40))]) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def shared_pipeline(tmp_path_factory):
+    """electra_transformer with dropout 0.1 in its config (so a stray train-mode forward shows)
+    and two heads listening to it."""
+    path = tmp_path_factory.mktemp("threads") / "ckpt"
+    make_hf_checkpoint(path, "ElectraForPreTraining", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(path), "window": 16, "stride": 12}})
+    listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
+    nlp.add_pipe("electra_ner", config={"model": {"encoder": listener}})
+    nlp.add_pipe("electra_textcat", config={"model": {"encoder": listener}})
+    examples = []
+    for doc in random_docs(nlp, 8, seed=1):
+        ref = doc.copy()
+        ref.ents = [Span(ref, 0, 1, label="LOC")]
+        ref.cats = {"A": 1.0, "B": 0.0}
+        examples.append(Example(doc, ref))
+    nlp.initialize(lambda: examples)
+    return nlp
+
+
+def annotations(docs):
+    return [
+        (
+            doc._.trf_data.model_output.last_hidden_state.tobytes(),
+            [(e.start, e.end, e.label_) for e in doc.ents],
+            sorted(doc.cats.items()),
+        )
+        for doc in docs
+    ]
+
+
+@pytest.fixture
+def frequent_thread_switches():
+    """Switch threads every few microseconds so races show within a short test."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_threads_sharing_one_pipeline_match_sequential_results(shared_pipeline, frequent_thread_switches):
+    nlp = shared_pipeline
+    texts = random_docs(nlp, 300, seed=2)
+    words = [[t.text for t in d] for d in texts]
+    fresh = lambda: [Doc(nlp.vocab, words=w) for w in words]  # noqa: E731
+    expected = annotations(nlp.pipe(fresh(), batch_size=8))
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            results[i] = annotations(nlp.pipe(fresh(), batch_size=8))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        different = sum(a != b for a, b in zip(results[i], expected))
+        assert different == 0, f"thread {i}: {different} of 300 docs differ from the sequential run"
+    # nlp(text) from several threads too, against the same single-thread reference.
+    single = [annotations([nlp(d)])[0] for d in fresh()[:40]]
+    out = [None] * 40
+    threads = [threading.Thread(target=lambda k: out.__setitem__(k, annotations([nlp(fresh()[k])])[0]), args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == single
+
+
+def test_inference_leaves_the_module_mode_alone(shared_pipeline):
+    """Prediction must not flip train/eval on the shared torch module (that is what raced)."""
+    from spacy_electra.layers.transformer import get_encoder
+
+    module = get_encoder(shared_pipeline.get_pipe("electra_transformer").model)
+    module.train()
+    shared_pipeline("the city of london")
+    assert module.training
+    module.eval()
+    shared_pipeline("the city of london")
+    assert not module.training
+
+
+def _combine_seconds(n_pieces, encoder, repeats=3):
+    wp = encoder.wordpiece
+    rng = np.random.default_rng(0)
+    from spacy_electra.pieces import TokenPieces
+
+    ids = rng.integers(5, len(wp.vocab), n_pieces).astype(np.int32)
+    pieces = [TokenPieces(ids, np.ones(n_pieces, dtype=np.int32))]
+    batch = make_window_batch(pieces, window=8, stride=8, max_batch_items=40, cls_id=wp.cls_id, sep_id=wp.sep_id, pad_id=wp.pad_id)
+    chunks = [tuple(torch.from_numpy(a) for a in (c.ids, c.mask, c.target, c.window_index)) for c in batch.chunks]
+    inv = torch.from_numpy(batch.inv_counts)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            encoder(chunks, batch.n_pieces, sum(batch.doc_windows), inv)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_windowed_encoder_time_is_linear_in_pieces(one_torch_thread):
+    """8x the pieces may cost at most ~10x the time. Many small chunks (4 windows of 8 pieces
+    each) make the old out-of-place index_add, which copied the whole buffer per chunk, ~50x."""
+    config = ElectraConfig(vocab_size=len(BASE_PIECES), embedding_size=8, hidden_size=8, num_hidden_layers=1,
+                           num_attention_heads=1, intermediate_size=8, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0)
+    encoder = WindowedEncoder(ElectraEncoder(config), WordPieceEncoder(BASE_PIECES)).eval()
+    _combine_seconds(2_000, encoder, repeats=1)  # warm-up
+    small = _combine_seconds(25_000, encoder)
+    large = _combine_seconds(200_000, encoder)
+    assert large / small < 10.0, f"x8 pieces took x{large / small:.1f} the time"
