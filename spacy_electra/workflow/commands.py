@@ -1,0 +1,112 @@
+"""``spacy-electra`` commands used by ``project.yml``: check-data, sample-text, evaluate,
+package. Each ends with one line that says what it wrote where."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@app.command("check-data")
+def check_data_command(
+    data_dir: Path = typer.Argument(..., help="The workflow's data folder (vars.data_dir)."),
+    tasks: List[str] = typer.Option(["pretrain", "tagger", "ner", "textcat", "qa"], "--task", help="Tasks to check."),
+    output: Optional[Path] = typer.Option(None, help="Write the list of checked files here (JSON)."),
+) -> None:
+    """Fail with the missing file's name and where to get it, before any work starts."""
+    import srsly
+
+    from .data import DataError, check_data
+
+    try:
+        found = check_data(data_dir, tasks)
+    except DataError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(output, {"data_dir": str(data_dir), "files": [str(p) for p in found]})
+    typer.echo(f"Data complete for {', '.join(tasks)}: {len(found)} files in {data_dir}")
+
+
+@app.command("sample-text")
+def sample_text_command(
+    inputs: List[Path] = typer.Argument(..., help="Raw-text files or folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="Text file to write (blank-line separated documents)."),
+    max_documents: int = typer.Option(0, "--max-documents", help="Random sample of this many documents (0 = all)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """A (sampled) raw-text corpus for the vocabulary and pretraining."""
+    from .data import DataError, sample_text
+
+    try:
+        n = sample_text(inputs, output, max_documents=max_documents, seed=seed)
+    except (DataError, ValueError) as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Wrote {n} documents to {output}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pipeline: str = typer.Argument(..., help="Pipeline folder or installed package name."),
+    dev: List[str] = typer.Option(..., "--dev", help="TASK=PATH.spacy; TASK is the component's name. Repeat per task."),
+    output: Path = typer.Option(Path("metrics"), "--output", "-o", help="Folder for <task>.json and summary.md."),
+    limit: int = typer.Option(0, "--limit", help="Evaluate at most this many dev docs per task (0 = all)."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU."),
+) -> None:
+    """Dev scores (spaCy's keys) and words/s of every task; prints the Markdown table."""
+    from spacy.cli._util import setup_gpu
+
+    from .evaluate import evaluate_tasks
+
+    setup_gpu(gpu_id, silent=True)
+    pairs = {}
+    for item in dev:
+        task, sep, path = item.partition("=")
+        if not sep or not path:
+            typer.echo(f"Error: --dev {item!r} must be TASK=PATH, e.g. --dev ner=corpus/ner/dev.spacy", err=True)
+            raise typer.Exit(1)
+        pairs[task] = Path(path)
+    try:
+        rows = evaluate_tasks(pipeline, pairs, output, limit=limit)
+    except (ValueError, OSError) as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo((output / "summary.md").read_text())
+    typer.echo(f"Wrote {len(rows)} task metrics and summary.md to {output}")
+
+
+@app.command("package")
+def package_command(
+    pipeline: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline folder."),
+    output: Path = typer.Argument(..., help="Folder for both wheels."),
+    name: str = typer.Option(..., "--name", help="Package name without the language prefix."),
+    version: str = typer.Option("0.1.0", "--version"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Install into a fresh virtualenv and load it there."),
+    text: str = typer.Option("Apple bought a start-up in London last week .", help="Text annotated by the check."),
+    question: Optional[str] = typer.Option("Where was the start-up ?", help="Question for a QA component."),
+    constraints: Optional[Path] = typer.Option(None, help="pip constraints for the fresh virtualenv (pins torch)."),
+) -> None:
+    """Build the pipeline's wheel and spacy-electra's own wheel; check them in a fresh virtualenv."""
+    import json
+
+    from .package import PackageError, build_wheels, verify_wheels
+
+    lang = json.loads((pipeline / "meta.json").read_text()).get("lang", "en")
+    try:
+        wheels = build_wheels(pipeline, output, name=name, version=version)
+        typer.echo(f"Built {wheels[0].name} and {wheels[1].name}")
+        if verify:
+            result = verify_wheels(wheels, f"{lang}_{name}", text=text, question=question, constraints=constraints)
+            typer.echo(f"Fresh virtualenv, spacy.load({lang}_{name!r}): {json.dumps(result)}")
+    except PackageError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"Wrote {output}. Install both wheels together: pip install {wheels[0]} {wheels[1]}; "
+        f"then spacy.load({lang + '_' + name!r})."
+    )

@@ -1,0 +1,80 @@
+"""The workflow's evaluation table: every task's dev scores (spaCy's keys) and words/s.
+
+Each task is evaluated with only its component enabled (plus a shared ``electra_transformer``
+it listens to), so words/s is the cost of that task alone, measured on the dev set it is scored
+on. Results go to ``metrics/<task>.json`` and one Markdown table, ``metrics/summary.md``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+# The scores shown in the table, per task, first present wins the "main" column.
+MAIN_KEYS = {
+    "tagger": ("tag_acc", "pos_acc"),
+    "ner": ("ents_f", "ents_p", "ents_r"),
+    "textcat": ("cats_score", "cats_macro_f", "cats_macro_auc"),
+    "qa": ("qa_f1", "qa_exact", "qa_has_ans_f1", "qa_no_ans_acc"),
+}
+
+
+def evaluate_tasks(pipeline, dev: Dict[str, Path], output: Path, *, limit: int = 0) -> List[dict]:
+    """Score each ``task -> dev.spacy`` with the component named ``task`` of ``pipeline`` (a path
+    or an installed package name) and write the metrics files. Returns one row per task."""
+    import spacy
+    from spacy.training import Corpus
+
+    nlp = spacy.load(pipeline) if not hasattr(pipeline, "pipe_names") else pipeline
+    output.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task, path in dev.items():
+        if task not in nlp.pipe_names:
+            raise ValueError(f"The pipeline has no component {task!r} (it has {', '.join(nlp.pipe_names)}).")
+        enable = [name for name in nlp.pipe_names if name == task or name == "electra_transformer"]
+        examples = list(Corpus(path, limit=limit)(nlp))
+        n_words = sum(len(eg.reference) for eg in examples)
+        with nlp.select_pipes(enable=enable):
+            start = time.perf_counter()
+            scores = nlp.evaluate(examples)
+            seconds = time.perf_counter() - start
+        scalar = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not k.startswith("speed")}
+        row = {
+            "task": task,
+            "dev": str(path),
+            "n_docs": len(examples),
+            "n_words": n_words,
+            "words_per_second": n_words / seconds if seconds else 0.0,
+            "scores": scalar,
+        }
+        (output / f"{task}.json").write_text(json.dumps(row, indent=2) + "\n")
+        rows.append(row)
+    (output / "summary.md").write_text(summary_table(rows))
+    return rows
+
+
+def main_score(row: dict) -> Optional[str]:
+    for key in MAIN_KEYS.get(row["task"], ()):
+        if key in row["scores"] and row["scores"][key] is not None:
+            return key
+    return None
+
+
+def summary_table(rows: List[dict]) -> str:
+    lines = [
+        "| task | dev docs | score | value | other scores | words/s |",
+        "| --- | ---: | --- | ---: | --- | ---: |",
+    ]
+    for row in rows:
+        key = main_score(row)
+        others = [
+            f"{k} {row['scores'][k]:.3f}" for k in MAIN_KEYS.get(row["task"], ())
+            if k != key and row["scores"].get(k) is not None
+        ]
+        value = f"{row['scores'][key]:.3f}" if key else "-"
+        lines.append(
+            f"| {row['task']} | {row['n_docs']} | {key or '-'} | {value} | {', '.join(others) or '-'} "
+            f"| {row['words_per_second']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"

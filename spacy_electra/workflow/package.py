@@ -1,0 +1,98 @@
+"""Installable wheels of a trained pipeline, and a check that they work on their own.
+
+``spacy package --build wheel`` packages the pipeline; its meta lists ``spacy-electra`` as a
+requirement (spaCy finds our registered functions in the config), which pip can only satisfy if
+our own wheel sits beside it, so both wheels are built into one folder. ``verify_wheels``
+installs them into a fresh virtualenv and loads the pipeline by name in a new process, from a
+temporary folder with the Hub switched off: it passes only if nothing outside the wheels is read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PackageError(RuntimeError):
+    """A packaging step failed; the message says which one and why."""
+
+
+def _run(cmd: List[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if proc.returncode:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise PackageError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc
+
+
+def build_wheels(pipeline: Path, output: Path, *, name: str, version: str, source: Path = REPO_ROOT) -> List[Path]:
+    """Build the pipeline's wheel (``spacy package --build wheel``) and spacy-electra's own
+    wheel from ``source`` into ``output``; returns both wheel paths."""
+    output.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((pipeline / "meta.json").read_text())
+    package_name = f"{meta.get('lang', 'en')}_{name}"
+    _run([sys.executable, "-m", "spacy", "package", str(pipeline), str(output), "--name", name,
+          "--version", version, "--build", "wheel", "--force"], "spacy package")
+    pipeline_wheels = sorted((output / f"{package_name}-{version}" / "dist").glob("*.whl"))
+    if not pipeline_wheels:
+        raise PackageError(f"spacy package wrote no wheel under {output / f'{package_name}-{version}'}.")
+    for old in output.glob("spacy_electra-*.whl"):
+        old.unlink()
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(output),
+          str(source)], "building the spacy-electra wheel")
+    own = sorted(output.glob("spacy_electra-*.whl"))
+    if not own:
+        raise PackageError(f"pip wheel wrote no spacy_electra wheel into {output}.")
+    return [own[-1], pipeline_wheels[-1]]
+
+
+CHECK_SCRIPT = r"""
+import json, sys, spacy
+nlp = spacy.load(sys.argv[1])
+text = sys.argv[2]
+doc = nlp(text)
+out = {
+    "pipeline": nlp.pipe_names,
+    "tags": [t.tag_ or t.pos_ for t in doc],
+    "ents": [(e.text, e.label_) for e in doc.ents],
+    "cats": doc.cats,
+}
+if len(sys.argv) > 3 and "qa" in nlp.pipe_names:
+    result = nlp.get_pipe("qa").answer(text, [sys.argv[3]])[0]
+    out["qa"] = {"question": sys.argv[3], "answer": None if result.span is None else result.span.text}
+print(json.dumps(out))
+"""
+
+
+def verify_wheels(
+    wheels: List[Path], package: str, *, text: str, question: Optional[str] = None,
+    constraints: Optional[Path] = None, keep_venv: Optional[Path] = None,
+) -> dict:
+    """Install ``wheels`` into a fresh virtualenv and annotate ``text`` with ``spacy.load(package)``
+    in a new process, run from an empty temporary folder with ``HF_HUB_OFFLINE=1``."""
+    work = Path(tempfile.mkdtemp(prefix="spacy-electra-verify-"))
+    venv = keep_venv or work / "venv"
+    try:
+        _run([sys.executable, "-m", "venv", str(venv)], "creating a virtualenv")
+        python = venv / "bin" / "python"
+        pip = [str(python), "-m", "pip", "install", "-q", *map(str, wheels)]
+        if constraints is not None and constraints.exists():
+            pip += ["-c", str(constraints)]
+        _run(pip, "installing the wheels into a fresh virtualenv")
+        script = work / "check.py"
+        script.write_text(CHECK_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["HF_HUB_OFFLINE"] = "1"
+        args = [str(python), str(script), package, text] + ([question] if question else [])
+        proc = _run(args, f"loading {package} in the fresh virtualenv", cwd=work, env=env)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        if keep_venv is None:
+            shutil.rmtree(work, ignore_errors=True)
