@@ -145,3 +145,22 @@ def test_windowed_encoder_time_is_linear_in_pieces(one_torch_thread):
     small = _combine_seconds(25_000, encoder)
     large = _combine_seconds(200_000, encoder)
     assert large / small < 10.0, f"x8 pieces took x{large / small:.1f} the time"
+
+
+def test_importing_the_plugin_leaves_forked_children_alone():
+    """No import-time fork hook: a forked child of a program that merely imports the plugin keeps
+    torch's thread count; the encoder sets one thread only in a child that runs it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, torch; torch.set_num_threads(2)\n"
+        "import spacy_electra.layers.transformer as t\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    n = torch.get_num_threads(); t._one_thread_in_forked_child(); os._exit(10 * n + torch.get_num_threads())\n"
+        "_, status = os.waitpid(pid, 0); print(os.waitstatus_to_exitcode(status))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "21", out.stderr

@@ -30,13 +30,20 @@ from .windowed_encoder import deserialize_windowed_encoder, serialize_windowed_e
 ElectraTransformerModel = Model[List[Doc], List[TransformerData]]
 
 
-def _one_thread_after_fork() -> None:
-    """``nlp.pipe(n_process=N)`` forks: a child that inherits torch's OpenMP pool deadlocks in
-    its first parallel op, so each child runs torch single-threaded (as DataLoader workers do)."""
-    torch.set_num_threads(1)
+_PARENT_PID = os.getpid()
 
 
-os.register_at_fork(after_in_child=_one_thread_after_fork)
+def _one_thread_in_forked_child() -> None:
+    """``nlp.pipe(n_process=N)`` forks (on Linux): a child that inherits torch's OpenMP pool
+    deadlocks in its first parallel op, so a forked child runs torch single-threaded, as
+    DataLoader workers do. Checked where the encoder runs, before its first torch op in the
+    child, instead of an ``os.register_at_fork`` hook at import time that would change torch's
+    threads in every forked child of any program that merely imports the plugin."""
+    global _PARENT_PID
+    pid = os.getpid()
+    if pid != _PARENT_PID:
+        _PARENT_PID = pid
+        torch.set_num_threads(1)
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
 CLS_KEY = "cls_vectors"  # model_output key: the [CLS] vector of each window, (n_windows, hidden)
@@ -83,8 +90,13 @@ class ElectraShim(PyTorchShim):
         train() around every call, so one thread's prediction could turn dropout on inside
         another's. Our encoder takes dropout as an argument instead, and inference never
         touches module state: concurrent ``nlp.pipe`` calls on one pipeline are safe."""
+        _one_thread_in_forked_child()
         with torch.no_grad(), torch.autocast(device_type="cuda", enabled=self._mixed_precision):
             return self._model(*inputs.args, **{**inputs.kwargs, "dropout": False})
+
+    def begin_update(self, inputs: ArgsKwargs):
+        _one_thread_in_forked_child()
+        return super().begin_update(inputs)
 
     def to_device(self, device_type: str, device_id: int) -> None:  # pragma: no cover - GPU
         if self._model is not None:
