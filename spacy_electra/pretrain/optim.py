@@ -40,5 +40,5 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup, total = settings.warmup_steps, settings.max_steps
+    warmup, total = settings.warmup, settings.max_steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
