@@ -68,12 +68,16 @@ def test_verbose_shows_the_traceback(data, tmp_path):
     assert result.exit_code == 1
     assert "Traceback" in result.output and "ConfigError" in result.output
     assert error_lines(result.output)[-1].startswith("Error: training.max_steps='abc'")
+    late = run_cli(data, tmp_path / "run", "--verbose")
+    assert late.exit_code == 1 and "put it before the command" in late.output
 
 
 def test_full_disk_keeps_the_last_checkpoint_and_the_log_stays_monotonic(data, tmp_path, monkeypatch):
     out = tmp_path / "run"
     first = run_cli(data, out, **{"training.stop_after_steps": 4})
     assert first.exit_code == 0, first.output
+    assert "step 1/8: the first step took" in first.output and "step 2/8 | gen_loss" in first.output
+    assert "Stopped before max_steps" in first.output
     ckpt = out / "checkpoints" / "last.pt"
     good = ckpt.read_bytes()
 

@@ -260,6 +260,9 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
     i = 0
     while i < len(args):
         arg = args[i]
+        if arg in ("--verbose", "-v"):
+            raise ConfigError(f"{arg} is an option of spacy-electra itself: put it before the command "
+                              f"(spacy-electra --verbose pretrain ...).")
         if not arg.startswith("--") or "." not in arg:
             raise ConfigError(f"Cannot read override {arg!r}; write overrides as --section.key value.")
         if "=" in arg:

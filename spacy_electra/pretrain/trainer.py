@@ -354,6 +354,13 @@ def pretrain(
         examples += t.batch_size
         if bar is not None:
             bar.update(1)
+        if session_steps == 1 and is_main and step % t.log_every and step < t.max_steps:
+            # the first log line may be far away (log_every steps): say now what the run costs
+            took = time.perf_counter() - tick
+            line = (f"step {step}/{t.max_steps}: the first step took {took:.1f}s; at that rate the run ends in "
+                    f"{format_duration(took * (t.max_steps - step))} (every {t.log_every} steps a line gives the "
+                    f"measured rate)")
+            (bar.write if bar is not None else print)(line, file=sys.stderr)
 
         metrics = None
         if step % t.log_every == 0 or step == t.max_steps:
