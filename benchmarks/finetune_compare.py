@@ -60,7 +60,8 @@ def read_conll(path: Path) -> List[Tuple[List[str], List[str]]]:
     sents = []
     for doc in conll_ner_to_docs(path):
         for sent in doc.sents:
-            sents.append(([t.text for t in sent], ["O" if t.ent_iob_ == "O" else f"{t.ent_iob_}-{t.ent_type_}" for t in sent]))
+            tags = ["O" if t.ent_iob_ == "O" else f"{t.ent_iob_}-{t.ent_type_}" for t in sent]
+            sents.append(([t.text for t in sent], tags))
     return sents
 
 

@@ -32,7 +32,6 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conll_ner_to_docs as spacy_conll_ner_to_docs
 from spacy.training.converters import conllu_to_docs as spacy_conllu_to_docs
-from spacy.vocab import Vocab
 
 from .atomic import atomic_file
 
@@ -165,7 +164,8 @@ def _read_ner_sentences(path: PathLike) -> List[_NerSentence]:
                 "be the last column.",
             )
         if any(len(c.split()) != 1 for c in cols):
-            what = "an entity on a whitespace token" if cols[-1] != "O" and not cols[0].strip() else "a column with whitespace in it"
+            on_entity = cols[-1] != "O" and not cols[0].strip()
+            what = "an entity on a whitespace token" if on_entity else "a column with whitespace in it"
             raise ConversionError(
                 path, line_no, f"{what}: {line!r}.",
                 "Tokens and tags cannot hold spaces (a whitespace token has no text to find an entity "
