@@ -500,7 +500,7 @@ def convert_command(
     kind: ConvertKind = typer.Argument(..., help="ner (CoNLL-2003 / WNUT-17), conllu (UD) or textcat (TSV)."),
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="File to convert."),
     output_path: Path = typer.Argument(..., help="The .spacy file to write."),
-    n_sents: int = typer.Option(10, "--n-sents", "-n", help="ner/conllu: sentences per doc (0 = no limit); "
+    n_sents: int = typer.Option(10, "--n-sents", "-n", min=0, help="ner/conllu: sentences per doc (0 = no limit); "
                                 "ner files with -DOCSTART- lines keep their documents."),
     text_column: Optional[str] = typer.Option(None, help="textcat: text column, index or header name."),
     label_column: Optional[str] = typer.Option(None, help="textcat: label column, index or header name."),

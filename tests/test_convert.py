@@ -95,6 +95,17 @@ def test_bio_and_iob1_tags_give_these_entities(tmp_path, tags, expected):
     assert [(e.start, e.end, e.label_) for e in doc.ents] == expected
 
 
+def test_docs_move_to_the_vocab_of_nlp(tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    for docs in (conll_ner_to_docs(write(tmp_path, "a.txt", CONLL_2003), nlp=nlp),
+                 conllu_to_docs(write(tmp_path, "ud.conllu", CONLLU), nlp=nlp)):
+        assert docs and all(doc.vocab is nlp.vocab for doc in docs)
+    assert ents(conll_ner_to_docs(tmp_path / "a.txt", nlp=nlp)[0]) == [("EU", "ORG"), ("German", "MISC"),
+                                                                     ("Peter Blackburn", "PER")]
+
+
 def test_conll2003_groups_by_docstart_and_sets_ents_tags_sents(tmp_path):
     docs = conll_ner_to_docs(write(tmp_path, "a.txt", CONLL_2003), n_sents_per_doc=1)
     assert len(docs) == 2  # -DOCSTART- wins over n_sents_per_doc
@@ -400,6 +411,8 @@ def test_convert_command_through_typer(tmp_path):
     result = runner.invoke(app, ["convert", "ner", str(bad), str(tmp_path / "b.spacy")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}:1:") and result.output.count("\n") == 1
     assert not (tmp_path / "b.spacy").exists()
+    result = runner.invoke(app, ["convert", "ner", str(ner), str(tmp_path / "n.spacy"), "--n-sents", "-1"])
+    assert result.exit_code == 2 and not (tmp_path / "n.spacy").exists()
     empty = write(tmp_path, "empty.conllu", "# only a comment\n\n")
     result = runner.invoke(app, ["convert", "conllu", str(empty), str(tmp_path / "e.spacy")])
     assert result.exit_code == 1 and "has no word lines" in result.output and not (tmp_path / "e.spacy").exists()

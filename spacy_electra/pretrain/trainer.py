@@ -377,8 +377,11 @@ def pretrain(
             interval.zero_()
             tick, tick_step = now, step
             if is_main:
-                with open(log_path, "a", encoding="utf8") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                try:
+                    with open(log_path, "a", encoding="utf8") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                except OSError as err:
+                    raise _write_failed(log_path, err) from err
                 line = format_metrics(metrics)
                 if bar is not None:
                     bar.write(line, file=sys.stderr)
