@@ -188,3 +188,13 @@ def test_progress_line_says_step_loss_prior_speed_and_eta():
                  "2 steps/s", "ETA 7m55s"):
         assert part in line, (part, line)
     assert "ETA 2h46m" in format_metrics({**metrics, "eta_seconds": 9960.0})
+
+
+def test_a_foreign_file_as_last_pt_is_one_line(data, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save({"weights": torch.zeros(2)}, out / "checkpoints" / "last.pt")
+    result = run_cli(data, out, resume=True)
+    assert result.exit_code == 1
+    (line,) = error_lines(result.output)
+    assert "lacks examples, model, optimizer, rng, scaler, scheduler, step" in line

@@ -136,7 +136,8 @@ def load_training_state(path: Path, device: torch.device) -> Dict[str, Any]:
             f"--resume: {path} is not a readable checkpoint ({type(err).__name__}: {err}); it was cut short or "
             f"changed outside training: restore a copy, or start again without --resume in a new --output."
         ) from err
-    missing = sorted({"model", "optimizer", "scheduler", "scaler", "rng", "step", "examples"} - set(state))
+    keys = set(state) if isinstance(state, dict) else set()
+    missing = sorted({"model", "optimizer", "scheduler", "scaler", "rng", "step", "examples"} - keys)
     if missing:
         raise PretrainError(f"--resume: {path} lacks {', '.join(missing)}; it is not a pretraining checkpoint "
                             f"of this package: start without --resume.")
