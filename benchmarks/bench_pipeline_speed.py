@@ -69,15 +69,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 # -- data ----------------------------------------------------------------------------------------
 def read_conll_documents(path: Path) -> List[List[str]]:
     """Token column of a CoNLL-2003 file, one list of words per -DOCSTART- document."""
-    docs: List[List[str]] = []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if line.startswith("-DOCSTART-"):
-            docs.append([])
-        elif line.strip():
-            if not docs:
-                docs.append([])
-            docs[-1].append(line.split()[0])
-    return [d for d in docs if d]
+    from spacy_electra.convert import conll_ner_to_docs
+
+    return [[t.text for t in doc] for doc in conll_ner_to_docs(path)]
 
 
 def build_checkpoint(directory: Path) -> Path:

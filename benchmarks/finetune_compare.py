@@ -35,6 +35,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spacy_electra.model import ElectraConfig, ElectraEncoder, load_checkpoint  # noqa: E402
+from spacy_electra.pretrain.optim import layer_decay_groups, lr_factor  # noqa: E402
 
 MAX_LEN = 128
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -53,19 +54,14 @@ def read_sst2(path: Path) -> Tuple[List[str], List[int]]:
 
 
 def read_conll(path: Path) -> List[Tuple[List[str], List[str]]]:
-    sents, words, tags = [], [], []
-    for line in open(path, encoding="utf8"):
-        line = line.strip()
-        if not line or line.startswith("-DOCSTART-"):
-            if words:
-                sents.append((words, tags))
-            words, tags = [], []
-            continue
-        parts = line.split()
-        words.append(parts[0])
-        tags.append(parts[-1])
-    if words:
-        sents.append((words, tags))
+    """(words, BIO tags) per sentence, read by the package's converter (spaCy's CoNLL reader)."""
+    from spacy_electra.convert import conll_ner_to_docs
+
+    sents = []
+    for doc in conll_ner_to_docs(path):
+        for sent in doc.sents:
+            tags = ["O" if t.ent_iob_ == "O" else f"{t.ent_iob_}-{t.ent_type_}" for t in sent]
+            sents.append(([t.text for t in sent], tags))
     return sents
 
 
@@ -123,27 +119,21 @@ def pad(rows: Sequence[np.ndarray], value: int) -> torch.Tensor:
 
 # -- scoring ------------------------------------------------------------------------------------
 def spans(tags: Sequence[int]) -> set:
-    """Entity spans (start, end, type) of a BIO sequence; an I- without a matching B- starts one."""
-    out, start, kind = set(), None, None
-    for i, t in enumerate(list(tags) + [0]):
-        name = CONLL_TAGS[t]
-        if start is not None and (name == "O" or name.startswith("B-") or name[2:] != kind):
-            out.add((start, i, kind))
-            start = None
-        if name != "O" and start is None:
-            start, kind = i, name[2:]
-    return out
+    """Entity spans (label, start, end) of a BIO tag-id sequence, read as spaCy reads IOB tags
+    (an I- without a matching B- starts an entity)."""
+    from spacy.training.iob_utils import iob_to_biluo, tags_to_entities
+
+    return set(tags_to_entities(iob_to_biluo([CONLL_TAGS[t] for t in tags])))
 
 
 def span_f1(pred: Sequence[Sequence[int]], gold: Sequence[Sequence[int]]) -> float:
-    tp = n_pred = n_gold = 0
+    """Micro span F1, counted by spaCy's PRFScore (what spaCy reports as ents_f)."""
+    from spacy.scorer import PRFScore
+
+    score = PRFScore()
     for p, g in zip(pred, gold):
-        ps, gs = spans(p), spans(g)
-        tp += len(ps & gs)
-        n_pred += len(ps)
-        n_gold += len(gs)
-    precision, recall = tp / max(n_pred, 1), tp / max(n_gold, 1)
-    return 2 * precision * recall / max(precision + recall, 1e-9)
+        score.score_set(spans(p), spans(g))
+    return score.fscore
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -183,20 +173,8 @@ def build_encoder(spec: str, seed: int) -> ElectraEncoder:
 
 def param_groups(model: Classifier, lr: float, decay: float) -> List[dict]:
     """Layer-wise lr decay: head lr, layer i (1-based of L) lr*decay^(L+1-i), embeddings
-    (and projection) lr*decay^(L+1)."""
-    n_layers = model.encoder.config.num_hidden_layers
-    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if name.startswith("encoder.layers."):
-            depth = n_layers + 1 - (int(name.split(".")[2]) + 1)
-        elif name.startswith("encoder."):
-            depth = n_layers + 1
-        else:
-            depth = 0
-        parts = name.split(".")
-        wd = 0.0 if parts[-1] == "bias" or "norm" in parts[-2] else 0.01
-        groups.setdefault((lr * decay ** depth, wd), []).append(p)
-    return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in groups.items()]
+    (and projection) lr*decay^(L+1); the package's own grouping."""
+    return layer_decay_groups(model, lr=lr, decay=decay, n_layers=model.encoder.config.num_hidden_layers)
 
 
 def finetune(spec: str, data, task: str, *, limit: Optional[int], epochs: float, lr: float, decay: float,
@@ -213,8 +191,7 @@ def finetune(spec: str, data, task: str, *, limit: Optional[int], epochs: float,
     optimizer = torch.optim.AdamW(param_groups(model, lr, decay), eps=1e-6)
     n_steps = max(1, math.ceil(len(train_x) * epochs / batch_size))
     warmup = max(1, n_steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / n_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, n_steps))
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else torch.autocast(device.type, enabled=False)
     model.train()
     start, order, pos = time.perf_counter(), rng.permutation(len(train_x)), 0

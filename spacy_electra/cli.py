@@ -1,16 +1,24 @@
-"""The ``spacy-electra`` command line (also ``python -m spacy_electra``)."""
+"""The ``spacy-electra`` command line (also ``python -m spacy_electra``).
+
+Known errors (a bad checkpoint, config, input file or a full disk) end in one ``Error:`` line on
+stderr and exit status 1; ``spacy-electra --verbose COMMAND ...`` shows their traceback too.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
 
+from .cli_errors import OneLineErrors, verbose_option
+
 app = typer.Typer(
     name="spacy-electra",
     help="ELECTRA for spaCy: inspect and convert checkpoints, pretrain, build data.",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineErrors,
 )
+app.callback()(verbose_option)
 
 
 @app.command("info")

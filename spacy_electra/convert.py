@@ -2,18 +2,24 @@
 
 Three input families:
 
-* CoNLL NER: CoNLL-2003 (``token POS chunk NER``) and WNUT-17 (``token<TAB>BIO``). The tag is the
-  last column; BIO and IOB1 tags are both read (an ``I-`` that does not continue an entity of its
-  own type starts one, which is what IOB1 means and is harmless for BIO).
-* CoNLL-U (UD English-EWT): words, spaces, tags, morphology, lemmas and dependency trees.
-* Tab-separated text classification (SST-2, AG News): ``doc.cats`` over the full label set.
+* CoNLL NER: CoNLL-2003 (``token POS chunk NER``) and WNUT-17 (``token<TAB>BIO``), read by spaCy's
+  own ``conll_ner_to_docs``. The tag is the last column; BIO and IOB1 tags are both read.
+* CoNLL-U (UD English-EWT), read by spaCy's own ``conllu_to_docs``: words, spaces, tags,
+  morphology, lemmas and dependency trees.
+* Tab-separated text classification (SST-2, AG News): ``doc.cats`` over the full label set
+  (spaCy has no converter for it).
 
-spaCy's own ``spacy convert`` covers the first two, but it only recognises the delimiter
-``-DOCSTART- -X- O O`` (CoNLL-2003 ships ``-DOCSTART- -X- -X- O``) and has no TSV converter, so
-the project keeps its own, checked against spaCy's in the tests.
+spaCy's converters trust their input: a bad line raises a bare ``ValueError`` or ``IndexError``
+without a line number, or is silently misread (a short row shortens the whole sentence). So every
+line is checked here first, and a problem is a :class:`ConversionError` naming the file, the line,
+the problem and the fix. The checked lines are then handed to spaCy in the form it reads:
+whitespace-separated columns, and its ``-DOCSTART- -X- O O`` document delimiter (CoNLL-2003
+ships ``-DOCSTART- -X- -X- O``, which spaCy would not recognise); documents (``-DOCSTART-``,
+``# newdoc`` or every ``n_sents_per_doc`` sentences) are grouped here.
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,15 +29,21 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import typer
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin, Span
-from spacy.vocab import Vocab
+from spacy.tokens import Doc, DocBin
+from spacy.training.converters import conll_ner_to_docs as spacy_conll_ner_to_docs
+from spacy.training.converters import conllu_to_docs as spacy_conllu_to_docs
+
+from .atomic import atomic_file
 
 PathLike = Union[str, Path]
 Column = Union[int, str, None]
 T = TypeVar("T")
 
 DOCSTART = "-DOCSTART-"
+SPACY_DOC_DELIMITER = "-DOCSTART- -X- O O"
 IOB_TAG = re.compile(r"^(?:O|[BI]-\S+)$")
+# One UD feature: Name=Value or Name[layer]=Value1,Value2 (FEATS joins them with "|").
+UD_FEATURE = re.compile(r"^[A-Za-z0-9]+(?:\[[a-z0-9]+\])?=[A-Za-z0-9]+(?:,[A-Za-z0-9]+)*$")
 TEXT_HEADER_NAMES = ("text", "sentence", "content", "review", "document")
 LABEL_HEADER_NAMES = ("label", "labels", "category", "class")
 
@@ -57,19 +69,20 @@ def _blank_english() -> Language:
     return spacy.blank("en")
 
 
-def _vocab(nlp: Optional[Language]) -> Vocab:
-    return (nlp or _blank_english()).vocab
-
-
-def _read_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+def _read_lines(path: PathLike) -> List[Tuple[int, str]]:
     """(1-based line number, line without its line ending). Universal newlines, so CRLF files
-    (SST-2 train is one) read like LF ones; ``utf-8-sig`` drops a byte-order mark."""
+    (SST-2 train is one) read like LF ones; ``utf-8-sig`` drops a byte-order mark. Bytes that
+    are not UTF-8 are reported with their line."""
+    data = Path(path).read_bytes()
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                yield line_no, line.rstrip("\r\n")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ConversionError(path, None, f"is not UTF-8 text ({err}).", "Re-encode it, e.g. `iconv -t utf-8`.") from err
+        line_no = data[: err.start].count(b"\n") + 1
+        raise ConversionError(
+            path, line_no, f"is not UTF-8 text (byte {data[err.start]:#04x}: {err.reason}).",
+            "Re-encode the file, e.g. `iconv -f latin1 -t utf-8`.",
+        ) from None
+    return [(n, line.rstrip("\r\n")) for n, line in enumerate(io.StringIO(text, newline=None), start=1)]
 
 
 def _group(items: Sequence[T], n_per_group: int, starts_group: Callable[[T], bool]) -> Iterator[List[T]]:
@@ -87,28 +100,11 @@ def _group(items: Sequence[T], n_per_group: int, starts_group: Callable[[T], boo
         yield group
 
 
-def iob_to_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
-    """(start, end, label) token spans from BIO or IOB1 tags of one sentence.
-
-    An entity starts at every ``B-`` and at an ``I-X`` that does not continue an ``X`` entity
-    (after ``O``, at the sentence start, or after another type): the IOB1 reading. For valid BIO
-    that rule changes nothing, so one function serves both schemes.
-    """
-    spans: List[Tuple[int, int, str]] = []
-    start: Optional[int] = None
-    label = ""
-    for i, tag in enumerate(tags):
-        prefix, _, kind = tag.partition("-")
-        if prefix == "I" and start is not None and kind == label:
-            continue
-        if start is not None:
-            spans.append((start, i, label))
-            start = None
-        if prefix in ("B", "I"):
-            start, label = i, kind
-    if start is not None:
-        spans.append((start, len(tags), label))
-    return spans
+def _into_vocab(docs: List[Doc], nlp: Optional[Language]) -> List[Doc]:
+    """spaCy's converters make their own vocab; with ``nlp`` the docs move to its vocab."""
+    if nlp is None or not docs:
+        return docs
+    return list(DocBin(docs=docs, store_user_data=False).get_docs(nlp.vocab))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,15 +113,13 @@ def iob_to_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
 
 @dataclass
 class _NerSentence:
-    words: List[str]
-    pos: List[str]
-    ner: List[str]
+    rows: List[List[str]]
     after_docstart: bool
 
 
 def _split_columns(line: str) -> List[str]:
-    """Tab-separated when the line has a tab (WNUT-17: tokens may hold odd Unicode spaces),
-    otherwise split on runs of spaces (CoNLL-2003)."""
+    """Tab-separated when the line has a tab (WNUT-17 separates columns with one), otherwise
+    split on runs of spaces (CoNLL-2003)."""
     return line.split("\t") if "\t" in line else line.split()
 
 
@@ -138,17 +132,14 @@ def _read_ner_sentences(path: PathLike) -> List[_NerSentence]:
     def flush() -> None:
         nonlocal rows, after_docstart
         if rows:
-            words = [r[0] for r in rows]
-            pos = [r[1] for r in rows] if len(rows[0]) >= 3 else []
-            sentences.append(_NerSentence(words, pos, [r[-1] for r in rows], after_docstart))
+            sentences.append(_NerSentence(rows, after_docstart))
             rows, after_docstart = [], False
 
     for line_no, line in _read_lines(path):
         if not line.strip():  # WNUT-17 train separates some sentences with a lone tab
             flush()
             continue
-        cols = _split_columns(line)
-        cols[-1] = cols[-1].strip()  # a stray trailing space must not spoil the tag
+        cols = [c.strip() if i else c for i, c in enumerate(_split_columns(line))]  # stray spaces around tags
         if cols[0] == DOCSTART:
             flush()
             after_docstart = True
@@ -164,8 +155,7 @@ def _read_ner_sentences(path: PathLike) -> List[_NerSentence]:
         elif len(cols) != width[0]:
             raise ConversionError(
                 path, line_no, f"{len(cols)} columns, but line {width[1]} has {width[0]}: {line!r}.",
-                "Every token line needs the same columns; a token with a space in it needs "
-                "tab-separated columns.",
+                "Every token line needs the same columns.",
             )
         if not IOB_TAG.match(cols[-1]):
             raise ConversionError(
@@ -173,8 +163,18 @@ def _read_ner_sentences(path: PathLike) -> List[_NerSentence]:
                 "Use O, B-TYPE or I-TYPE there (convert BILUO/BIOES tags first); the NER tag must "
                 "be the last column.",
             )
+        if any(len(c.split()) != 1 for c in cols):
+            on_entity = cols[-1] != "O" and not cols[0].strip()
+            what = "an entity on a whitespace token" if on_entity else "a column with whitespace in it"
+            raise ConversionError(
+                path, line_no, f"{what}: {line!r}.",
+                "Tokens and tags cannot hold spaces (a whitespace token has no text to find an entity "
+                "in): remove the token or replace its spaces.",
+            )
         rows.append(cols)
     flush()
+    if not sentences:
+        raise ConversionError(path, None, "has no token lines.", "Check the path: an empty input converts to nothing.")
     return sentences
 
 
@@ -185,29 +185,23 @@ def conll_ner_to_docs(
 
     Documents follow the ``-DOCSTART-`` lines when the file has any; otherwise every
     ``n_sents_per_doc`` sentences make one (0 = the whole file), so NER still sees context
-    beyond a sentence. Entities never cross sentence boundaries.
+    beyond a sentence. Entities never cross sentence boundaries. The lines are checked here and
+    read by spaCy's ``conll_ner_to_docs``.
     """
     sentences = _read_ner_sentences(path)
     if any(s.after_docstart for s in sentences):
         n_sents_per_doc = 0
-    vocab = _vocab(nlp)
-    return [_ner_doc(vocab, group) for group in _group(sentences, n_sents_per_doc, lambda s: s.after_docstart)]
-
-
-def _ner_doc(vocab: Vocab, sentences: List[_NerSentence]) -> Doc:
-    words: List[str] = []
-    pos: List[str] = []
-    sent_starts: List[bool] = []
-    spans: List[Tuple[int, int, str]] = []
-    for sent in sentences:
-        offset = len(words)
-        words.extend(sent.words)
-        pos.extend(sent.pos)
-        sent_starts.extend([True] + [False] * (len(sent.words) - 1))
-        spans.extend((offset + s, offset + e, label) for s, e, label in iob_to_spans(sent.ner))
-    doc = Doc(vocab, words=words, tags=pos if len(pos) == len(words) else None, sent_starts=sent_starts)
-    doc.ents = [Span(doc, s, e, label=label) for s, e, label in spans]
-    return doc
+    groups = _group(sentences, n_sents_per_doc, lambda s: s.after_docstart)
+    text = "".join(
+        f"{SPACY_DOC_DELIMITER}\n\n" + "\n\n".join("\n".join(" ".join(row) for row in s.rows) for s in group) + "\n\n"
+        for group in groups
+    )
+    docs = list(spacy_conll_ner_to_docs(text, n_sents=0, no_print=True))
+    if len(sentences[0].rows[0]) < 3:  # spaCy writes "-" as the tag when there is no POS column
+        for doc in docs:
+            for token in doc:
+                token.tag_ = ""
+    return _into_vocab(docs, nlp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,33 +212,30 @@ def _ner_doc(vocab: Vocab, sentences: List[_NerSentence]) -> Doc:
 class _UdSentence:
     first_line: int
     newdoc: bool = False
-    words: List[str] = field(default_factory=list)
-    spaces: List[bool] = field(default_factory=list)
-    lemmas: List[str] = field(default_factory=list)
-    upos: List[str] = field(default_factory=list)
-    xpos: List[str] = field(default_factory=list)
-    morphs: List[str] = field(default_factory=list)
+    lines: List[str] = field(default_factory=list)  # word and multiword-token lines, checked
     heads: List[Optional[int]] = field(default_factory=list)  # 0 = root, 1-based otherwise
-    deps: List[str] = field(default_factory=list)
-
-
-def _space_after(misc: str) -> bool:
-    return "SpaceAfter=No" not in misc.split("|")
+    word_lines: List[int] = field(default_factory=list)  # line number of each word
 
 
 def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
     sentences: List[_UdSentence] = []
     sent: Optional[_UdSentence] = None
-    mwt_end, mwt_space = 0, True  # last word id of the current multiword token and its space
+    mwt_end = 0  # last word ID of the current multiword token
 
     def bad(line_no: int, problem: str, fix: str) -> ConversionError:
         return ConversionError(path, line_no, problem, fix)
 
+    def finish() -> None:
+        if sent is not None and sent.heads:
+            if mwt_end > len(sent.heads):
+                raise bad(sent.word_lines[-1], f"a multiword token runs to word {mwt_end}, but the sentence ends "
+                          f"at word {len(sent.heads)}.", "Fix the range or add its words.")
+            _check_tree(path, sent)
+            sentences.append(sent)
+
     for line_no, line in _read_lines(path):
         if not line.strip():
-            if sent is not None and sent.words:
-                _check_heads(path, sent)
-                sentences.append(sent)
+            finish()
             sent, mwt_end = None, 0
             continue
         if sent is None:
@@ -256,91 +247,103 @@ def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
         if len(cols) != 10:
             raise bad(line_no, f"{len(cols)} tab-separated columns, CoNLL-U has 10: {line!r}.",
                       "Separate ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC with tabs (not spaces).")
-        id_, form, lemma, upos, xpos, feats, head, deprel, _deps, misc = cols
-        if "." in id_:  # empty node of the enhanced graph: not a surface word
+        names = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
+        for name, value in zip(names, cols):
+            if not value.strip() or value != value.strip():
+                raise bad(line_no, f"{name} is empty or has spaces around it: {line!r}.",
+                          "Every field holds a value; write _ for an unknown one.")
+        id_, form, _lemma, _upos, _xpos, feats, head, _deprel, _deps, _misc = cols
+        number = len(sent.heads) + 1
+        if re.fullmatch(r"\d+\.\d+", id_):  # empty node of the enhanced graph: not a surface word
             continue
-        if "-" in id_:  # multiword token: its words follow; it decides the space after the last
-            try:
-                mwt_end = int(id_.split("-")[1])
-            except ValueError:
-                raise bad(line_no, f"bad multiword token range {id_!r}.", "Ranges look like `3-4`.") from None
-            mwt_space = _space_after(misc)
+        if "-" in id_:  # multiword token: its words follow
+            match = re.fullmatch(r"(\d+)-(\d+)", id_)
+            if not match or int(match.group(1)) != number or int(match.group(2)) <= number:
+                raise bad(line_no, f"multiword token range {id_!r} where {number}-N (N > {number}) was expected.",
+                          "A range names the IDs of the words that follow it, first to last, e.g. `3-4`.")
+            mwt_end = int(match.group(2))
+            sent.lines.append(line)
             continue
-        if id_ != str(len(sent.words) + 1):
-            raise bad(line_no, f"word ID {id_!r} where {len(sent.words) + 1} was expected.",
+        if id_ != str(number):
+            raise bad(line_no, f"word ID {id_!r} where {number} was expected.",
                       "Word IDs count 1, 2, 3... within a sentence; is an empty line missing between sentences?")
         if head != "_" and not head.isdigit():
             raise bad(line_no, f"HEAD {head!r} is not a word ID.", "Use the head's ID, 0 for the root, or _ .")
-        number = len(sent.words) + 1
-        sent.words.append(form)
-        if number < mwt_end:  # words inside "don't" -> "do" "n't" are written together
-            sent.spaces.append(False)
-        else:
-            sent.spaces.append(mwt_space if number == mwt_end else _space_after(misc))
-        sent.lemmas.append("" if lemma == "_" and form != "_" else lemma)
-        sent.upos.append("" if upos == "_" else upos)
-        sent.xpos.append(upos if xpos == "_" else xpos)  # like spaCy's converter: UPOS stands in
-        sent.morphs.append("" if feats == "_" else feats)
+        if head == id_:
+            raise bad(line_no, f"word {id_} is its own HEAD.", "Point HEAD at another word, or 0 for the root.")
+        if feats != "_":
+            wrong = next((f for f in feats.split("|") if not UD_FEATURE.match(f)), None)
+            if wrong is not None:
+                raise bad(line_no, f"FEATS {feats!r}: {wrong!r} is not a Feature=Value pair.",
+                          "Write FEATS as Name=Value pairs joined by | (e.g. Number=Sing|Person=3), or _ .")
+        sent.lines.append(line)
         sent.heads.append(None if head == "_" else int(head))
-        sent.deps.append("ROOT" if deprel == "root" else deprel)
-    if sent is not None and sent.words:
-        _check_heads(path, sent)
-        sentences.append(sent)
+        sent.word_lines.append(line_no)
+    finish()
+    if not sentences:
+        raise ConversionError(path, None, "has no word lines.", "Check the path: an empty input converts to nothing.")
     return sentences
 
 
-def _check_heads(path: PathLike, sent: _UdSentence) -> None:
+def _check_tree(path: PathLike, sent: _UdSentence) -> None:
+    """Every HEAD a word of the sentence (or 0), and following heads from any word reaches the
+    root: no cycles. spaCy would build such a doc and fail later, far from the line."""
+    n = len(sent.heads)
     for i, head in enumerate(sent.heads):
-        if head is not None and head > len(sent.words):
-            raise ConversionError(
-                path, sent.first_line,
-                f"word {i + 1} of the sentence starting here has HEAD {head}, but it has only {len(sent.words)} words.",
-                "HEAD must be a word ID of the same sentence (or 0 for the root).",
-            )
+        if head is not None and head > n:
+            raise ConversionError(path, sent.word_lines[i], f"HEAD {head}, but the sentence has only {n} words.",
+                                  "HEAD must be a word ID of the same sentence (or 0 for the root).")
+    if any(h is None for h in sent.heads):
+        return
+    reaches_root = [False] * n
+    for start in range(n):
+        seen = []
+        word = start
+        while not reaches_root[word]:
+            if word in seen:
+                raise ConversionError(
+                    path, sent.word_lines[start],
+                    f"HEADs form a cycle ({' -> '.join(str(w + 1) for w in seen[seen.index(word):] + [word])}).",
+                    "Every word's chain of heads must end at the root (HEAD 0).",
+                )
+            seen.append(word)
+            head = sent.heads[word]
+            if head == 0:
+                break
+            word = head - 1  # type: ignore[operator]
+        for w in seen:
+            reaches_root[w] = True
 
 
 def conllu_to_docs(
     path: PathLike, *, n_sents_per_doc: int = 10, nlp: Optional[Language] = None
 ) -> List[Doc]:
-    """Docs with words and spaces (``SpaceAfter=No``), ``tag_`` = XPOS, ``pos_`` = UPOS, morph,
-    lemma, heads and deps (``root`` becomes spaCy's ``ROOT``), one sentence per UD sentence.
+    """Docs with words and spaces (``SpaceAfter=No``), ``tag_`` = XPOS (UPOS where XPOS is _),
+    ``pos_`` = UPOS, morph, lemma, heads and deps (``root`` becomes spaCy's ``ROOT``), one
+    sentence per UD sentence, read by spaCy's ``conllu_to_docs`` after the lines are checked.
 
     A doc holds up to ``n_sents_per_doc`` sentences (0 = no limit) and never crosses a
     ``# newdoc`` line: whole UD documents run to thousands of words, too long to be useful
     training docs. Multiword-token ranges (``1-2``) and empty nodes (``1.1``) are not words.
+    Sentences without heads (HEAD ``_``) give docs with sentence starts and no parse.
     """
-    vocab = _vocab(nlp)
-    sentences = _read_conllu_sentences(path)
-    return [_ud_doc(vocab, group) for group in _group(sentences, n_sents_per_doc, lambda s: s.newdoc)]
+    docs = []
+    for group in _group(_read_conllu_sentences(path), n_sents_per_doc, lambda s: s.newdoc):
+        text = "\n\n".join("\n".join(s.lines) for s in group)
+        (doc,) = spacy_conllu_to_docs(text, n_sents=len(group), no_print=True)
+        if any(h is None for s in group for h in s.heads):
+            doc = _without_parse(doc, [len(s.heads) for s in group])
+        docs.append(doc)
+    return _into_vocab(docs, nlp)
 
 
-def _ud_doc(vocab: Vocab, sentences: List[_UdSentence]) -> Doc:
-    words: List[str] = []
-    spaces: List[bool] = []
-    lemmas: List[str] = []
-    upos: List[str] = []
-    xpos: List[str] = []
-    morphs: List[str] = []
-    heads: List[int] = []
-    deps: List[str] = []
-    sent_starts: List[bool] = []
-    parsed = all(h is not None for s in sentences for h in s.heads)
-    for sent in sentences:
-        offset = len(words)
-        words += sent.words
-        spaces += sent.spaces
-        lemmas += sent.lemmas
-        upos += sent.upos
-        xpos += sent.xpos
-        morphs += sent.morphs
-        deps += sent.deps
-        sent_starts += [True] + [False] * (len(sent.words) - 1)
-        if parsed:  # the root points at itself, spaCy's convention
-            heads += [offset + (h - 1 if h else i) for i, h in enumerate(sent.heads)]  # type: ignore[operator]
+def _without_parse(doc: Doc, sentence_lengths: List[int]) -> Doc:
+    """spaCy reads HEAD ``_`` as "its own root"; a doc without a parse keeps the UD sentences."""
+    starts = [i == 0 for n in sentence_lengths for i in range(n)]
     return Doc(
-        vocab, words=words, spaces=spaces, lemmas=lemmas, pos=upos, tags=xpos, morphs=morphs,
-        heads=heads if parsed else None, deps=deps if parsed else None,
-        sent_starts=None if parsed else sent_starts,  # a parse implies the sentences
+        doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc],
+        lemmas=[t.lemma_ for t in doc], pos=[t.pos_ for t in doc], tags=[t.tag_ for t in doc],
+        morphs=[str(t.morph) for t in doc], sent_starts=starts,
     )
 
 
@@ -412,6 +415,9 @@ def tsv_to_docs(
     has_header = _looks_like_header(rows[0][1]) if header is None else header
     header_fields = rows[0][1] if has_header else None
     body = rows[1:] if has_header else rows
+    if not body:
+        raise ConversionError(path, rows[0][0], "has a header row and nothing else.",
+                              "Check the path: an empty input converts to nothing.")
     width = len(rows[0][1])
     text_i = _resolve_column(path, text_column, header_fields, TEXT_HEADER_NAMES, 0, "text", width)
     label_i = _resolve_column(path, label_column, header_fields, LABEL_HEADER_NAMES, 1, "label", width)
@@ -472,9 +478,8 @@ def docs_to_docbin(docs: Iterable[Doc], output_path: PathLike) -> int:
     docbin = DocBin(store_user_data=False)
     for doc in docs:
         docbin.add(doc)
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    docbin.to_disk(output_path)
+    with atomic_file(output_path) as tmp:  # a failed write leaves no half .spacy file
+        docbin.to_disk(tmp)
     return len(docbin)
 
 
@@ -495,7 +500,7 @@ def convert_command(
     kind: ConvertKind = typer.Argument(..., help="ner (CoNLL-2003 / WNUT-17), conllu (UD) or textcat (TSV)."),
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="File to convert."),
     output_path: Path = typer.Argument(..., help="The .spacy file to write."),
-    n_sents: int = typer.Option(10, "--n-sents", "-n", help="ner/conllu: sentences per doc (0 = no limit); "
+    n_sents: int = typer.Option(10, "--n-sents", "-n", min=0, help="ner/conllu: sentences per doc (0 = no limit); "
                                 "ner files with -DOCSTART- lines keep their documents."),
     text_column: Optional[str] = typer.Option(None, help="textcat: text column, index or header name."),
     label_column: Optional[str] = typer.Option(None, help="textcat: label column, index or header name."),
@@ -506,21 +511,20 @@ def convert_command(
     label_map: Optional[str] = typer.Option(None, help="textcat: rename labels, e.g. 0=negative,1=positive."),
     multilabel: bool = typer.Option(False, "--multilabel", help="textcat: comma-separated labels per row."),
 ) -> None:
-    """Convert CoNLL NER, CoNLL-U or tab-separated text/label files to a .spacy DocBin."""
-    try:
-        if kind == ConvertKind.ner:
-            docs = conll_ner_to_docs(input_path, n_sents_per_doc=n_sents)
-        elif kind == ConvertKind.conllu:
-            docs = conllu_to_docs(input_path, n_sents_per_doc=n_sents)
-        else:
-            docs = tsv_to_docs(
-                input_path, text_column=text_column, label_column=label_column, header=header,
-                labels=[x.strip() for x in labels.split(",")] if labels else None,
-                label_map=_parse_mapping(label_map) if label_map else None, multilabel=multilabel,
-            )
-    except ConversionError as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(1) from None
+    """Convert CoNLL NER, CoNLL-U or tab-separated text/label files to a .spacy DocBin.
+
+    A malformed input is a ConversionError naming the file and line; the command line reports
+    it in one line (spacy_electra.cli_errors) and writes no .spacy file."""
+    if kind == ConvertKind.ner:
+        docs = conll_ner_to_docs(input_path, n_sents_per_doc=n_sents)
+    elif kind == ConvertKind.conllu:
+        docs = conllu_to_docs(input_path, n_sents_per_doc=n_sents)
+    else:
+        docs = tsv_to_docs(
+            input_path, text_column=text_column, label_column=label_column, header=header,
+            labels=[x.strip() for x in labels.split(",")] if labels else None,
+            label_map=_parse_mapping(label_map) if label_map else None, multilabel=multilabel,
+        )
     n_docs = docs_to_docbin(docs, output_path)
     if kind == ConvertKind.textcat:
         detail = f"{n_docs} rows, labels {list(docs[0].cats) if docs else []}"

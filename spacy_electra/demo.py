@@ -67,7 +67,7 @@ def run_demo(output: Path, data: Optional[Path], pretrain_steps: int = 60, finet
     config = load_config(None, {
         "model.size": "tiny", "corpus.train": [str(text)], "corpus.vocab": str(work / "vocab"),
         "corpus.cache": str(work / "corpus"), "corpus.seq_length": 64, "training.max_steps": pretrain_steps,
-        "training.batch_size": 16, "training.warmup_steps": max(1, pretrain_steps // 10),
+        "training.batch_size": 16, "training.warmup_fraction": 0.1,
         "training.learning_rate": 5e-4, "training.device": "cpu", "training.log_every": max(1, pretrain_steps // 4),
         "training.checkpoint_every": pretrain_steps, "training.progress_bar": False,
     })

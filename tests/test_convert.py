@@ -15,9 +15,7 @@ from spacy_electra.convert import (
     ConversionError,
     conll_ner_to_docs,
     conllu_to_docs,
-    convert_command,
     docs_to_docbin,
-    iob_to_spans,
     tsv_to_docs,
 )
 
@@ -90,8 +88,22 @@ WNUT = "Stabilized\tO\napproach\tO \n\nPaul\tB-person\n\t\nLa\tB-location\nSagra
         (["O", "O"], []),
     ],
 )
-def test_iob_to_spans_reads_bio_and_iob1(tags, expected):
-    assert iob_to_spans(tags) == expected
+def test_bio_and_iob1_tags_give_these_entities(tmp_path, tags, expected):
+    words = [f"w{i}" for i in range(len(tags))]
+    path = write(tmp_path, "tags.txt", "".join(f"{w} {t}\n" for w, t in zip(words, tags)))
+    (doc,) = conll_ner_to_docs(path)
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == expected
+
+
+def test_docs_move_to_the_vocab_of_nlp(tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    for docs in (conll_ner_to_docs(write(tmp_path, "a.txt", CONLL_2003), nlp=nlp),
+                 conllu_to_docs(write(tmp_path, "ud.conllu", CONLLU), nlp=nlp)):
+        assert docs and all(doc.vocab is nlp.vocab for doc in docs)
+    assert ents(conll_ner_to_docs(tmp_path / "a.txt", nlp=nlp)[0]) == [("EU", "ORG"), ("German", "MISC"),
+                                                                     ("Peter Blackburn", "PER")]
 
 
 def test_conll2003_groups_by_docstart_and_sets_ents_tags_sents(tmp_path):
@@ -156,8 +168,57 @@ def test_conll_ner_malformed_lines_name_file_line_and_fix(tmp_path, text, line, 
     assert info.value.line_no == line
 
 
+@pytest.mark.parametrize(
+    "text,line,fragment",
+    [
+        ("Paul\tB-person\n\u00a0\tI-person\n", 2, "an entity on a whitespace token"),
+        ("Paul\tB-person\n \tO\n", 2, "a column with whitespace in it"),
+        ("La Sagrada\tB-location\n", 1, "a column with whitespace in it"),
+    ],
+)
+def test_conll_ner_whitespace_tokens_are_refused(tmp_path, text, line, fragment):
+    """spaCy's converter splits columns on whitespace: such a token would shift every column."""
+    path = write(tmp_path, "ws.conll", text)
+    with pytest.raises(ConversionError, match=fragment) as info:
+        conll_ner_to_docs(path)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.parametrize(
+    "convert,name,text",
+    [
+        (conll_ner_to_docs, "empty.txt", ""),
+        (conll_ner_to_docs, "docstart_only.txt", "-DOCSTART- -X- -X- O\n\n"),
+        (conllu_to_docs, "empty.conllu", "\n\n"),
+        (conllu_to_docs, "comments.conllu", "# newdoc id = 1\n# sent_id = 1\n\n"),
+        (tsv_to_docs, "empty.tsv", "\n"),
+        (tsv_to_docs, "header.tsv", "label\tsentence\n"),
+    ],
+)
+def test_empty_inputs_are_errors(tmp_path, convert, name, text):
+    path = write(tmp_path, name, text)
+    with pytest.raises(ConversionError, match="converts to nothing"):
+        convert(path)
+
+
+@pytest.mark.parametrize("convert", [conll_ner_to_docs, conllu_to_docs, tsv_to_docs])
+def test_non_utf8_input_names_the_line(tmp_path, convert):
+    lines = {conll_ner_to_docs: "EU B-ORG\ncaf\xe9 O\n", conllu_to_docs: UD_WORD.format(1, "caf\xe9", 0),
+             tsv_to_docs: "good\t1\ncaf\xe9\t0\n"}[convert]
+    if convert is conllu_to_docs:
+        lines = UD_WORD.format(1, "a", 0) + "\n" + lines
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(lines.encode("latin1"))
+    line = 2 if convert is not conllu_to_docs else 3
+    with pytest.raises(ConversionError, match=r"is not UTF-8 text \(byte 0xe9") as info:
+        convert(path)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
 # ----------------------------------------------------------------------------------------------
 # CoNLL-U
+
+UD_WORD = "{0}\t{1}\t{1}\tX\tX\t_\t{2}\tdep\t_\t_\n"
 
 CONLLU = """\
 # newdoc id = d1
@@ -218,6 +279,11 @@ def test_conllu_matches_spacy_convert(tmp_path):
         assert [t.head.i for t in a] == [t.head.i for t in b]
 
 
+def test_conllu_whole_documents_with_n_sents_zero(tmp_path):
+    docs = conllu_to_docs(write(tmp_path, "ud.conllu", CONLLU), n_sents_per_doc=0)
+    assert [len(list(d.sents)) for d in docs] == [2, 1]
+
+
 def test_conllu_without_heads_keeps_sentence_starts(tmp_path):
     text = "1\tHi\thi\tINTJ\tUH\t_\t_\t_\t_\t_\n\n1\tYo\tyo\tINTJ\tUH\t_\t_\t_\t_\t_\n"
     (doc,) = conllu_to_docs(write(tmp_path, "pos.conllu", text))
@@ -231,10 +297,24 @@ def test_conllu_without_heads_keeps_sentence_starts(tmp_path):
         ("1 Hi hi INTJ UH _ 0 root _ _\n", 1, "1 tab-separated columns"),
         ("1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n3\tyo\tyo\tINTJ\tUH\t_\t1\tdep\t_\t_\n", 2, "word ID '3'"),
         ("1\tHi\thi\tINTJ\tUH\t_\tx\troot\t_\t_\n", 1, "HEAD 'x'"),
-        ("# c\n1\tHi\thi\tINTJ\tUH\t_\t7\troot\t_\t_\n", 1, "HEAD 7"),
+        ("# c\n1\tHi\thi\tINTJ\tUH\t_\t7\troot\t_\t_\n", 2, "HEAD 7, but the sentence has only 1 words"),
+        ("1\tHi\thi\tINTJ\tUH\t_\t1\troot\t_\t_\n", 1, "word 1 is its own HEAD"),
+        (UD_WORD.format(1, "a", 2) + UD_WORD.format(2, "b", 3) + UD_WORD.format(3, "c", 1), 1,
+         r"HEADs form a cycle \(1 -> 2 -> 3 -> 1\)"),
+        (UD_WORD.format(1, "a", 0) + UD_WORD.format(2, "b", 3) + UD_WORD.format(3, "c", 2), 2,
+         r"HEADs form a cycle \(2 -> 3 -> 2\)"),
+        ("1\tHi\thi\tINTJ\tUH\tNumber\t0\troot\t_\t_\n", 1, "FEATS 'Number': 'Number' is not a Feature=Value"),
+        ("1\tHi\thi\tINTJ\tUH\tCase=Nom|=x\t0\troot\t_\t_\n", 1, "'=x' is not a Feature=Value pair"),
+        ("1\t\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n", 1, "FORM is empty"),
+        ("1\tHi\thi\tINTJ\tUH\t_\t-1\troot\t_\t_\n", 1, "HEAD '-1' is not a word ID"),
+        ("2-1\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n" + UD_WORD.format(1, "do", 0), 1, "multiword token range '2-1'"),
+        ("1-1\tdo\t_\t_\t_\t_\t_\t_\t_\t_\n" + UD_WORD.format(1, "do", 0), 1, "multiword token range '1-1'"),
+        ("1-x\tdo\t_\t_\t_\t_\t_\t_\t_\t_\n", 1, "multiword token range '1-x'"),
+        (UD_WORD.format(1, "a", 0) + "2-3\tbc\t_\t_\t_\t_\t_\t_\t_\t_\n" + UD_WORD.format(2, "b", 1), 3,
+         "a multiword token runs to word 3, but the sentence ends at word 2"),
     ],
 )
-def test_conllu_malformed_lines(tmp_path, text, line, fragment):
+def test_conllu_malformed_lines_are_errors_with_file_and_line(tmp_path, text, line, fragment):
     path = write(tmp_path, "bad.conllu", text)
     with pytest.raises(ConversionError, match=fragment) as info:
         conllu_to_docs(path)
@@ -314,12 +394,10 @@ def test_docbin_round_trip_keeps_annotation(tmp_path):
 
 
 def test_convert_command_through_typer(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    app = typer.Typer()
-    app.command("convert")(convert_command)
-    app.command("other")(lambda: None)  # two commands, so `convert` is a subcommand as in cli.py
+    from spacy_electra.cli import app
+
     runner = CliRunner()
     sst, out = write(tmp_path, "sst2.tsv", SST2), tmp_path / "sst2.spacy"
     result = runner.invoke(app, ["convert", "textcat", str(sst), str(out), "--label-map", "0=neg,1=pos"])
@@ -331,7 +409,13 @@ def test_convert_command_through_typer(tmp_path):
     assert result.exit_code == 0 and "2 docs, 3 sentences, 9 tokens" in result.output
     bad = write(tmp_path, "bad.txt", "EU\n")
     result = runner.invoke(app, ["convert", "ner", str(bad), str(tmp_path / "b.spacy")])
-    assert result.exit_code == 1 and f"{bad}:1:" in result.output
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}:1:") and result.output.count("\n") == 1
+    assert not (tmp_path / "b.spacy").exists()
+    result = runner.invoke(app, ["convert", "ner", str(ner), str(tmp_path / "n.spacy"), "--n-sents", "-1"])
+    assert result.exit_code == 2 and not (tmp_path / "n.spacy").exists()
+    empty = write(tmp_path, "empty.conllu", "# only a comment\n\n")
+    result = runner.invoke(app, ["convert", "conllu", str(empty), str(tmp_path / "e.spacy")])
+    assert result.exit_code == 1 and "has no word lines" in result.output and not (tmp_path / "e.spacy").exists()
 
 
 # ----------------------------------------------------------------------------------------------

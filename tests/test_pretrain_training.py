@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from spacy_electra.model import load_checkpoint
 from spacy_electra.pretrain import load_config, pretrain
-from spacy_electra.pretrain.commands import OVERRIDE_SETTINGS, pretrain_command
 from spacy_electra.pretrain.corpus import build_corpus
 
 from .conftest import padded_batch, write_vocab
@@ -61,9 +60,8 @@ def max_diff(a, b) -> float:
 
 
 def cli_app() -> Typer:
-    app = Typer()
-    app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
-    app.command("unused")(lambda: None)
+    from spacy_electra.cli import app
+
     return app
 
 

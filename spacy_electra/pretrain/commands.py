@@ -1,8 +1,9 @@
 """``spacy-electra pretrain`` and ``spacy-electra vocab`` as typer commands.
 
 The functions are plain typer callbacks so the main CLI can register them with
-``app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)``; ``app`` below
-is a stand-alone sub-app (``python -m spacy_electra.pretrain``), which torchrun can launch.
+``app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)``;
+``python -m spacy_electra.pretrain`` (``__main__.py``) is a stand-alone app that torchrun can launch.
+Errors are left to the app's :class:`~spacy_electra.cli_errors.OneLineErrors`: one line, exit 1.
 """
 from __future__ import annotations
 
@@ -29,23 +30,21 @@ def pretrain_command(
     Launch with torchrun (python -m torch.distributed.run -m spacy_electra.pretrain pretrain ...)
     for several processes; training.batch_size is the global batch.
     """
-    from .config import ConfigError, load_config, parse_overrides
-    from .corpus import CorpusError
-    from .trainer import PretrainError, pretrain
+    from .config import load_config, parse_overrides
+    from .trainer import pretrain
 
-    try:
-        config = load_config(config_path, parse_overrides(ctx.args))
-        pretrain(config, output, resume=resume)
-    except (ConfigError, CorpusError, PretrainError) as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(1)
+    config = load_config(config_path, parse_overrides(ctx.args))
+    last = pretrain(config, output, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
         return
+    from .trainer import CHECKPOINT
+
     exported = [p for p in ("discriminator", "generator", "mlm") if (output / p / "config.json").exists()]
-    if exported:
-        typer.echo(f"Exported {', '.join(str(output / p) for p in exported)} (HF format; use as `checkpoint`).")
+    logs = f"log {output / 'train_log.jsonl'}, training state {output / CHECKPOINT}"
+    if exported and last.get("step", config.training.max_steps) == config.training.max_steps:
+        typer.echo(f"Wrote {', '.join(str(output / p) for p in exported)} (HF format: use as `checkpoint`); {logs}.")
     else:
-        typer.echo(f"Stopped before max_steps; continue with --resume (checkpoint in {output / 'checkpoints'}).")
+        typer.echo(f"Stopped before max_steps; wrote {logs}: continue with --resume.")
 
 
 def vocab_command(
@@ -57,20 +56,11 @@ def vocab_command(
     max_documents: Optional[int] = typer.Option(None, "--max-documents", help="Read at most this many documents."),
 ) -> None:
     """Train a WordPiece vocabulary with `tokenizers`, normalised as the encoder will read it."""
-    from .corpus import CorpusError
     from .vocab import train_vocab
 
-    try:
-        encoder = train_vocab(
-            [str(p) for p in inputs], output, vocab_size=vocab_size, lowercase=not cased,
-            strip_accents=False if cased else None, min_frequency=min_frequency, max_documents=max_documents,
-        )
-    except CorpusError as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(1)
+    encoder = train_vocab(
+        [str(p) for p in inputs], output, vocab_size=vocab_size, lowercase=not cased,
+        strip_accents=False if cased else None, min_frequency=min_frequency, max_documents=max_documents,
+    )
     typer.echo(f"Wrote {encoder.vocab_size} pieces ({'cased' if cased else 'uncased'}) to {output}")
 
-
-app = typer.Typer(name="spacy-electra-pretrain", add_completion=False, no_args_is_help=True)
-app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
-app.command("vocab")(vocab_command)

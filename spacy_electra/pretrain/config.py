@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -72,11 +73,17 @@ class CorpusSettings:
 
 @dataclass
 class TrainingSettings:
+    """Optimisation and bookkeeping. The learning rate rises linearly for the warmup and falls
+    linearly to zero at ``max_steps``; the warmup is ``warmup_fraction`` of ``max_steps`` (so
+    ``--training.max_steps`` rescales the whole schedule) unless ``warmup_steps`` fixes it in steps,
+    which then takes precedence."""
+
     max_steps: int = 1000
     batch_size: int = 128
     grad_accumulation: int = 1
     learning_rate: float = 5e-4
-    warmup_steps: int = 10000
+    warmup_fraction: float = 0.01
+    warmup_steps: Optional[int] = None
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -89,6 +96,13 @@ class TrainingSettings:
     log_every: int = 50
     stop_after_steps: Optional[int] = None
     progress_bar: bool = True
+
+    @property
+    def warmup(self) -> int:
+        """Warmup length in steps: ``warmup_steps`` when set, else ``warmup_fraction x max_steps``."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return round(self.warmup_fraction * self.max_steps)
 
 
 @dataclass
@@ -112,6 +126,8 @@ class PretrainConfig:
             if bad:
                 raise ConfigError(f"Unknown setting(s) {', '.join(f'{name}.{b}' for b in bad)}; "
                                   f"[{name}] accepts {', '.join(sorted(valid))}.")
+            for key, value in values.items():
+                values[key] = _checked(f"{name}.{key}", value, _field_types(klass)[key])
             built[name] = klass(**values)
         config = cls(**built)
         config.validate()
@@ -137,8 +153,17 @@ class PretrainConfig:
                               f"={m.max_position_embeddings}].")
         if t.precision not in PRECISIONS:
             raise ConfigError(f"training.precision={t.precision!r}: use one of {', '.join(PRECISIONS)}.")
-        if t.max_steps < 1 or t.batch_size < 1 or t.grad_accumulation < 1:
-            raise ConfigError("training.max_steps, batch_size and grad_accumulation must be positive.")
+        for key in ("max_steps", "batch_size", "grad_accumulation", "checkpoint_every", "log_every"):
+            if getattr(t, key) < 1:
+                hint = " (set it to training.max_steps to save only at the end)" if key == "checkpoint_every" else ""
+                raise ConfigError(f"training.{key}={getattr(t, key)} must be a positive number of steps{hint}.")
+        if not 0 <= t.warmup_fraction < 1:
+            raise ConfigError(f"training.warmup_fraction={t.warmup_fraction} must be in [0, 1), e.g. 0.01.")
+        if t.warmup_steps is not None and not 0 <= t.warmup_steps < t.max_steps:
+            raise ConfigError(
+                f"training.warmup_steps={t.warmup_steps} must be in [0, training.max_steps={t.max_steps}) or the "
+                f"rate never peaks; set training.warmup_steps null and use training.warmup_fraction instead."
+            )
         if t.batch_size % t.grad_accumulation:
             raise ConfigError(f"training.batch_size={t.batch_size} (global, per optimizer step) must be "
                               f"divisible by training.grad_accumulation={t.grad_accumulation}.")
@@ -179,6 +204,53 @@ class PretrainConfig:
         )
 
 
+# -- value types ---------------------------------------------------------------------------------
+def _field_types(klass: type) -> Dict[str, Any]:
+    return typing.get_type_hints(klass)
+
+
+def _checked(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` if it has the setting's type (an int is also a float), else a ConfigError that
+    names the setting: ``--training.max_steps abc`` must not reach the trainer."""
+    optional = typing.get_origin(annotation) is Union and type(None) in typing.get_args(annotation)
+    if optional:
+        if value is None:
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) in (list, List):
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        kind = "a list of strings"
+    elif annotation is bool:
+        if isinstance(value, bool):
+            return value
+        kind = "true or false"
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():  # 1e6 in a config
+            return int(value)
+        kind = "an integer"
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        kind = "a number"
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+        kind = "a string"
+    else:  # pragma: no cover - every field above has one of these types
+        return value
+    kind += " or null" if optional else ""
+    raise ConfigError(f"{key}={value!r} must be {kind}; e.g. --{key} {_example(annotation)}.")
+
+
+def _example(annotation: Any) -> str:
+    return {int: "1000", float: "0.001", bool: "true", str: "cpu"}.get(annotation, '\'["a.txt"]\'')
+
+
 # -- config files ---------------------------------------------------------------------------------
 def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
     """``--training.max_steps 100`` / ``--training.max_steps=100`` -> {"training.max_steps": 100}.
@@ -188,6 +260,9 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
     i = 0
     while i < len(args):
         arg = args[i]
+        if arg in ("--verbose", "-v"):
+            raise ConfigError(f"{arg} is an option of spacy-electra itself: put it before the command "
+                              f"(spacy-electra --verbose pretrain ...).")
         if not arg.startswith("--") or "." not in arg:
             raise ConfigError(f"Cannot read override {arg!r}; write overrides as --section.key value.")
         if "=" in arg:

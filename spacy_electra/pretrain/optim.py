@@ -1,7 +1,8 @@
-"""AdamW with the reference's weight-decay exclusions and warmup x linear-decay schedule."""
+"""AdamW with the reference's weight-decay exclusions and warmup x linear-decay schedule, and
+layer-wise learning-rate decay groups for fine-tuning an encoder in a plain torch loop."""
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -40,5 +41,33 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup, total = settings.warmup_steps, settings.max_steps
+    warmup, total = settings.warmup, settings.max_steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total))
+
+
+def layer_decay_groups(
+    model: nn.Module, *, lr: float, decay: float, n_layers: int, encoder_prefix: str = "encoder.",
+    weight_decay: float = 0.01,
+) -> List[dict]:
+    """AdamW parameter groups with ELECTRA's layer-wise learning-rate decay (Clark et al. 2020):
+    the task head (every parameter outside ``encoder_prefix``) gets ``lr``, transformer layer
+    ``i`` (0-based of ``n_layers``) ``lr * decay ** (n_layers - i)``, and the rest of the encoder
+    (embeddings and their projection) ``lr * decay ** (n_layers + 1)``: layers near the input
+    change least. Biases and LayerNorm weights get no weight decay (:func:`no_decay`).
+
+    This is for pure-torch loops (benchmarks); spaCy training configs get the same decay from
+    the Thinc optimizer schedule of ``spacy_electra.layers.transformer``."""
+    layers = f"{encoder_prefix}layers."
+    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith(layers):
+            depth = n_layers - int(name[len(layers):].split(".")[0])
+        elif name.startswith(encoder_prefix):
+            depth = n_layers + 1
+        else:
+            depth = 0
+        key = (lr * decay ** depth, 0.0 if no_decay(name) else weight_decay)
+        groups.setdefault(key, []).append(param)
+    return [{"params": params, "lr": group_lr, "weight_decay": wd} for (group_lr, wd), params in groups.items()]

@@ -10,6 +10,7 @@ batch is split. RNG states are still checkpointed for anything outside that sche
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..atomic import atomic_file, atomic_folder
 from ..model import save_checkpoint
 from ..pieces import WordPieceEncoder
 from .config import PretrainConfig, write_config
@@ -106,34 +108,78 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def _write_failed(path: Path, err: OSError) -> PretrainError:
+    if err.errno == errno.ENOSPC:
+        return PretrainError(f"No space left on the device writing {path}; the previous checkpoint is intact: "
+                             f"free some space and continue with --resume.")
+    return PretrainError(f"Could not write {path} ({err.strerror or err}); the previous checkpoint is intact: "
+                         f"fix that and continue with --resume.")
+
+
 def save_training_state(path: Path, payload: Dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, flush to disk, then rename: a crash leaves
-    either the previous checkpoint or the new one, never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write to a temporary file in the same folder, flush to disk, then rename: a crash or a
+    full disk leaves either the previous checkpoint or the new one, never a torn file."""
+    try:
+        with atomic_file(path) as tmp:
+            torch.save(payload, tmp)
+    except OSError as err:
+        raise _write_failed(path, err) from err
 
 
 def load_training_state(path: Path, device: torch.device) -> Dict[str, Any]:
     if not path.exists():
         raise PretrainError(f"--resume: no checkpoint at {path}; start without --resume.")
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a torn zip, a truncated pickle: torch raises several types
+        raise PretrainError(
+            f"--resume: {path} is not a readable checkpoint ({type(err).__name__}: {err}); it was cut short or "
+            f"changed outside training: restore a copy, or start again without --resume in a new --output."
+        ) from err
+    keys = set(state) if isinstance(state, dict) else set()
+    missing = sorted({"model", "optimizer", "scheduler", "scaler", "rng", "step", "examples"} - keys)
+    if missing:
+        raise PretrainError(f"--resume: {path} lacks {', '.join(missing)}; it is not a pretraining checkpoint "
+                            f"of this package: start without --resume.")
+    return state
 
 
 def export_models(model: nn.Module, output: Path, vocab: WordPieceEncoder) -> List[Path]:
     """HF-format folders (``discriminator`` and ``generator``, or ``mlm``) that ``transformers``
-    and the spaCy components load as ``checkpoint``."""
-    written = []
+    and the spaCy components load as ``checkpoint``. Each is written under a temporary name and
+    renamed when complete, so a folder with a config.json is always a whole export."""
     if isinstance(model, ReplacedTokenDetection):
-        written.append(save_checkpoint(model.discriminator, output / "discriminator", vocab=vocab))
-        written.append(save_checkpoint(model.generator, output / "generator", vocab=vocab))
+        parts = {"discriminator": model.discriminator, "generator": model.generator}
     else:
-        written.append(save_checkpoint(model.generator, output / "mlm", vocab=vocab))
+        parts = {"mlm": model.generator}
+    written = []
+    for name, network in parts.items():
+        try:
+            with atomic_folder(output / name) as tmp:
+                save_checkpoint(network, tmp, vocab=vocab)
+        except OSError as err:
+            raise PretrainError(
+                f"Could not export {output / name} ({err.strerror or err}); the checkpoint "
+                f"{output / CHECKPOINT} is intact: fix that and run again with --resume to export."
+            ) from err
+        written.append(output / name)
     return written
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (the resumed checkpoint's): the steps after it
+    are trained again, and their lines would repeat. An unreadable (half-written) line goes too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(kept), encoding="utf8")
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -235,6 +281,7 @@ def pretrain(
         _set_rng_state(state["rng"])
         step, examples = int(state["step"]), int(state["examples"])
         if is_main:
+            truncate_log(output / "train_log.jsonl", step)
             print(f"Resumed from {ckpt_path} at step {step}", file=sys.stderr)
     trained = DistributedDataParallel(model) if world > 1 else model
 
@@ -308,6 +355,13 @@ def pretrain(
         examples += t.batch_size
         if bar is not None:
             bar.update(1)
+        if session_steps == 1 and is_main and step % t.log_every and step < t.max_steps:
+            # the first log line may be far away (log_every steps): say now what the run costs
+            took = time.perf_counter() - tick
+            line = (f"step {step}/{t.max_steps}: the first step took {took:.1f}s; at that rate the run ends in "
+                    f"{format_duration(took * (t.max_steps - step))} (every {t.log_every} steps a line gives the "
+                    f"measured rate)")
+            (bar.write if bar is not None else print)(line, file=sys.stderr)
 
         metrics = None
         if step % t.log_every == 0 or step == t.max_steps:
@@ -315,16 +369,20 @@ def pretrain(
                 dist.all_reduce(interval)
             now = time.perf_counter()
             metrics = summarise(interval.cpu(), m.objective)
+            seconds_per_step = (now - tick) / max(step - tick_step, 1)
             metrics.update(
-                step=step, examples=examples, lr=scheduler.get_last_lr()[0],
+                step=step, max_steps=t.max_steps, examples=examples, lr=scheduler.get_last_lr()[0],
                 tokens_per_s=float(interval[-1]) / max(now - tick, 1e-9),
-                seconds_per_step=(now - tick) / max(step - tick_step, 1),
+                seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (t.max_steps - step),
             )
             interval.zero_()
             tick, tick_step = now, step
             if is_main:
-                with open(log_path, "a", encoding="utf8") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                try:
+                    with open(log_path, "a", encoding="utf8") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                except OSError as err:
+                    raise _write_failed(log_path, err) from err
                 line = format_metrics(metrics)
                 if bar is not None:
                     bar.write(line, file=sys.stderr)
@@ -356,8 +414,17 @@ def DistributedDataParallel(model: nn.Module) -> nn.Module:
     return DDP(model)
 
 
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def format_metrics(metrics: Dict[str, float]) -> str:
-    parts = [f"step {metrics['step']}", f"gen_loss {metrics['gen_loss']:.3f}", f"gen_acc {metrics['gen_acc']:.3f}"]
+    """One progress line: where the run is, whether the discriminator beats its prior (always
+    predicting "original"), how fast it goes and when it will end."""
+    parts = [f"step {metrics['step']}/{metrics['max_steps']}", f"gen_loss {metrics['gen_loss']:.3f}",
+             f"gen_acc {metrics['gen_acc']:.3f}"]
     if "disc_loss" in metrics:
         parts += [
             f"disc_loss {metrics['disc_loss']:.4f} (prior {metrics['prior_loss']:.4f})",
@@ -365,5 +432,7 @@ def format_metrics(metrics: Dict[str, float]) -> str:
             f"replaced {metrics['replaced_frac']:.3f}",
             f"recall {metrics['disc_recall']:.3f}",
         ]
-    parts += [f"{metrics['tokens_per_s']:.0f} tok/s", f"lr {metrics['lr']:.2e}"]
+    steps_per_s = 1.0 / max(metrics["seconds_per_step"], 1e-9)
+    parts += [f"{steps_per_s:.3g} steps/s", f"{metrics['tokens_per_s']:.0f} tok/s", f"lr {metrics['lr']:.2e}",
+              f"ETA {format_duration(metrics['eta_seconds'])}"]
     return " | ".join(parts)
