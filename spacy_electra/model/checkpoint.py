@@ -47,7 +47,12 @@ _FINETUNED_HEADS = re.compile(r"^(classifier|qa_outputs|sequence_summary|lm_head
 # config.json model types whose encoder has our layout; the value is the HF task-model prefix.
 MODEL_TYPES = ("electra", "bert")
 _HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
-_DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+# torch dtypes under their safetensors names, so .bin and .safetensors get the same dtype check.
+_DTYPE_NAMES = {
+    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 class CheckpointError(ValueError):
