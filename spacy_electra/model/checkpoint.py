@@ -212,6 +212,8 @@ def resolve_checkpoint(
     """A local folder, or a hub id (``name``, ``org/name``, ``org/name@revision``) fetched into
     the Hugging Face cache. ``local_files_only=True`` (or ``HF_HUB_OFFLINE=1``) never touches
     the network: use it wherever a missing checkpoint is not an error yet (building a config)."""
+    if not str(path_or_id).strip():
+        raise CheckpointError("The checkpoint is empty; give a local folder or a hub id such as 'org/name'.")
     path = Path(path_or_id).expanduser()
     if path.is_dir():
         return path
