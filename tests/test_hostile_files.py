@@ -266,3 +266,17 @@ def test_vocab_fifo_and_bad_tokenizer_settings(ckpt):
     os.mkfifo(ckpt / "vocab.txt")
     outcome = finishes(lambda: load_wordpiece(ckpt))
     assert "vocab.txt is not a regular file" in str(outcome.get("error"))
+
+
+@pytest.mark.parametrize("kind", ["encoder", "discriminator", "generator"])
+@pytest.mark.parametrize("embedding_size", [16, 32])
+def test_shapes_from_config_match_the_built_model(kind, embedding_size):
+    """The arithmetic that validates a config without building it agrees with the real modules."""
+    from spacy_electra.model import ElectraConfig
+    from spacy_electra.model.encoder import MODEL_CLASSES
+    from spacy_electra.model.validate import our_shapes
+
+    config = ElectraConfig(vocab_size=50, embedding_size=embedding_size, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=48, max_position_embeddings=40)
+    built = {k: tuple(v.shape) for k, v in MODEL_CLASSES[kind](config).state_dict().items()}
+    assert our_shapes(config, kind) == built

@@ -103,8 +103,19 @@ def download(name: str, *, revision: Optional[str] = None, local_files_only: boo
     return folder
 
 
+def _network_errors() -> Tuple[type, ...]:
+    """What a failed transfer raises: ``requests`` errors in huggingface_hub 0.x, ``httpx``
+    errors in 1.x, ``OSError`` for a size mismatch or a full disk."""
+    errors: Tuple[type, ...] = (OSError,)
+    for module, name in (("requests", "RequestException"), ("httpx", "HTTPError")):
+        try:
+            errors += (getattr(__import__(module), name),)
+        except (ImportError, AttributeError):
+            pass
+    return errors
+
+
 def _snapshot(repo_id: str, revision: str, label: str, patterns: Sequence[str], cache_only: bool) -> Path:
-    import requests
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
@@ -145,7 +156,7 @@ def _snapshot(repo_id: str, revision: str, label: str, patterns: Sequence[str], 
                 "`checkpoint` at a local folder with config.json, vocab.txt and model.safetensors."
             ) from None
         raise HubError(f"Could not download {label} from {_endpoint()}: {_cause(err)}.") from None
-    except (HfHubHTTPError, requests.RequestException, OSError) as err:
+    except (HfHubHTTPError, *_network_errors()) as err:
         raise HubError(
             f"Could not download {label} from {_endpoint()}: {_cause(err)}. Nothing partial is used; "
             "retry when the connection works (finished files are kept in the cache)."
