@@ -299,13 +299,6 @@ def weight_files(directory: Path) -> List[Path]:
     )
 
 
-def read_hf_state(directory: Path) -> StateDict:
-    state: StateDict = {}
-    for path in weight_files(directory):
-        state.update(_read_weight_file(path))
-    return state
-
-
 def read_config(directory: Path) -> Tuple[ElectraConfig, Dict[str, Any]]:
     """config.json as our config plus the raw dict, refusing what is not ELECTRA or BERT, or has
     values out of range, before anything is built from it."""
@@ -314,12 +307,15 @@ def read_config(directory: Path) -> Tuple[ElectraConfig, Dict[str, Any]]:
         raise CheckpointError(f"{directory} has no config.json; an HF-format checkpoint needs one.")
     try:
         raw = read_json(config_path)
-        model_type = raw.get("model_type", "electra")
-        if model_type not in MODEL_TYPES:
-            raise FileProblem(
-                f"{config_path} describes a {model_type!r} model; spacy-electra loads ELECTRA and "
-                "BERT-layout encoders (model_type 'electra' or 'bert')"
-            )
+    except FileProblem as err:
+        raise _problem(err, "Use the config.json that came with these weights.") from None
+    model_type = raw.get("model_type", "electra")
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(
+            f"{config_path} describes a {model_type!r} model; spacy-electra loads ELECTRA and "
+            "BERT-layout encoders (model_type 'electra' or 'bert')."
+        )
+    try:
         with reading(config_path):
             config = ElectraConfig.from_hf_dict(raw)
     except FileProblem as err:
@@ -347,9 +343,8 @@ def _check_against_config(
 ) -> str:
     """Dtypes, layer count and every shape, before a tensor is read or a module built. Returns
     the kind to build (detected unless given)."""
-    ignored = re.compile(_IGNORED.pattern)
     try:
-        cast = check_dtypes(header, str(directory), ignored)
+        cast = check_dtypes(header, str(directory), _IGNORED)
     except FileProblem as err:
         raise _problem(err) from None
     if cast:
@@ -434,23 +429,20 @@ def _load(directory: Path, *, kind: Optional[str], head: Optional[str]) -> Tuple
     prefix = f"{raw.get('model_type', 'electra')}."
     paths = weight_files(directory)
     header = _weight_shapes(paths)
-    if header is not None:
-        kind = _check_against_config(header, config, kind, prefix, directory)
+    # safetensors: dtypes and shapes are checked from the headers, before a tensor is read
+    build = _check_against_config(header, config, kind, prefix, directory) if header is not None else None
     hf_state: StateDict = {}
     for path in paths:
         hf_state.update(_read_weight_file(path))
-    if header is None:  # pytorch_model.bin: the same checks on the loaded tensors
-        kind = _check_against_config(
-            {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in hf_state.items()},
-            config, kind, prefix, directory,
-        )
-    assert kind is not None
+    if build is None:  # pytorch_model.bin: the same checks once it is loaded, still before building
+        loaded = {k: (_DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in hf_state.items()}
+        build = _check_against_config(loaded, config, kind, prefix, directory)
     try:
         check_finite(((k, v) for k, v in hf_state.items() if not _IGNORED.search(k)), str(directory))
     except FileProblem as err:
         raise _problem(err, "Export the weights again from a good copy.") from None
-    state, left_out = hf_to_ours(hf_state, config, kind, prefix)
-    model = MODEL_CLASSES[kind](config)
+    state, left_out = hf_to_ours(hf_state, config, build, prefix)
+    model = MODEL_CLASSES[build](config)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     head_state: StateDict = {}
     if head is not None:
@@ -459,7 +451,7 @@ def _load(directory: Path, *, kind: Optional[str], head: Optional[str]) -> Tuple
             if key.startswith(head_prefix):
                 head_state[key[len(head_prefix):]] = value
         left_out = [k for k in left_out if not k.startswith(head_prefix)]
-    if kind == "encoder" and detect_kind(hf_state, prefix) != "encoder":
+    if build == "encoder" and detect_kind(hf_state, prefix) != "encoder":
         # Dropping the pretraining head was asked for; only fine-tuned heads deserve a warning.
         left_out = [k for k in left_out if not k.startswith(_head_keys(detect_kind(hf_state, prefix)))]
     if left_out:
