@@ -280,3 +280,17 @@ def test_shapes_from_config_match_the_built_model(kind, embedding_size):
                            num_attention_heads=4, intermediate_size=48, max_position_embeddings=40)
     built = {k: tuple(v.shape) for k, v in MODEL_CLASSES[kind](config).state_dict().items()}
     assert our_shapes(config, kind) == built
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("vocab.txt", b"[PAD]\n\xff\xfe\n", r"vocab\.txt is not UTF-8 text"),
+        ("vocab.txt", b"a\nb\n", r"vocab\.txt: The vocabulary lacks \[PAD\]"),
+        ("tokenizer_config.json", b"[true]", r"tokenizer_config\.json holds a JSON list"),
+    ],
+)
+def test_bad_vocabulary_files_are_one_error_naming_the_file(ckpt, name, content, message):
+    (ckpt / name).write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_wordpiece(ckpt)

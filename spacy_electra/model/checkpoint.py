@@ -487,8 +487,11 @@ def load_wordpiece(directory: PathLike, *, vocab_size: Optional[int] = None) -> 
         wordpiece = WordPieceEncoder(vocab, **options)
         if vocab_size is not None:
             wordpiece.check_fits(vocab_size, str(vocab_path))
-    except (FileProblem, VocabError) as err:
+    except FileProblem as err:
         raise _problem(err) from None
+    except VocabError as err:
+        named = str(err) if str(vocab_path) in str(err) else f"{vocab_path}: {err}"
+        raise CheckpointError(named) from None
     return wordpiece
 
 
