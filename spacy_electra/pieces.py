@@ -71,6 +71,16 @@ class WordPieceEncoder:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    def check_fits(self, vocab_size: int, source: str = "The vocabulary") -> None:
+        """Piece ids index the model's embedding matrix: a vocabulary with more pieces than the
+        model's ``vocab_size`` is refused when the two meet, instead of an IndexError on the first
+        text that uses a piece past the end. (Fewer pieces is fine: HF pads embedding matrices.)"""
+        if self.vocab_size > vocab_size:
+            raise VocabError(
+                f"{source} has {self.vocab_size:,} pieces but the model's vocab_size is {vocab_size:,}; "
+                "use the vocab.txt that came with the checkpoint."
+            )
+
     # -- construction / persistence ------------------------------------------------------------
     @classmethod
     def from_directory(cls, directory: Union[str, Path]) -> "WordPieceEncoder":

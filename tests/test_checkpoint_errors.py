@@ -53,7 +53,7 @@ def test_wrong_shape_names_the_tensor(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["intermediate_size"] = 40
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"layers\.0\.intermediate\.weight: checkpoint \(48, 32\) vs model \(40, 32\)"):
+    with pytest.raises(CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight: weights \(48, 32\) vs config \(40, 32\)"):
         load_checkpoint(tmp_path)
 
 

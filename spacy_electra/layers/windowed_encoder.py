@@ -1,15 +1,37 @@
 """Serialisation of the windowed encoder for Thinc's PyTorchShim: config, vocabulary and
-safetensors weights in one msgpack blob, so a saved pipeline needs nothing else (and no pickle)."""
-from typing import Optional
+safetensors weights in one msgpack blob, so a saved pipeline needs nothing else (and no pickle).
+
+The blob carries a SHA-256 of its content, so a flipped bit on disk is an error at
+``spacy.load`` rather than silently different vectors. Blobs written before the checksum existed
+still load, with a warning that says how to add one. Everything in the blob is checked (types,
+config ranges, tensor names, dtypes and shapes against the config, vocabulary size, NaN/inf)
+before the encoder is built, as for a checkpoint folder.
+"""
+import hashlib
+import json
+import re
+import warnings
+from typing import Any, Dict, Optional
 
 import srsly
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..model import ElectraConfig, ElectraEncoder
+from ..model.checkpoint import CheckpointError
+from ..model.validate import (
+    FileProblem, check_dtypes, check_finite, compare_shapes, layer_count, our_shapes, reading,
+    safetensors_header_from_bytes,
+)
 from ..model.windowed import WindowedEncoder
-from ..pieces import WordPieceEncoder
+from ..pieces import VocabError, WordPieceEncoder
+
+SOURCE = "the ELECTRA encoder in this pipeline"
+_FIX = "Restore the pipeline from a good copy (or train it again)."
+_LAYER = re.compile(r"^layers\.(\d+)\.")
+_NOTHING_IGNORED = re.compile(r"(?!)")
 
 
 def serialize_windowed_encoder(module: Optional[WindowedEncoder]) -> bytes:
@@ -21,28 +43,82 @@ def serialize_windowed_encoder(module: Optional[WindowedEncoder]) -> bytes:
         )
     wp = module.wordpiece
     state = {k: v.detach().cpu().contiguous() for k, v in module.encoder.state_dict().items()}
-    return srsly.msgpack_dumps(
-        {
-            "config": module.config.to_hf_dict(module.encoder.kind),
-            "vocab": wp.vocab,
-            "tokenizer": wp.tokenizer_config(),
-            "weights": save_safetensors(state),
-        }
-    )
+    msg: Dict[str, Any] = {
+        "config": module.config.to_hf_dict(module.encoder.kind),
+        "vocab": wp.vocab,
+        "tokenizer": wp.tokenizer_config(),
+        "weights": save_safetensors(state),
+    }
+    msg["sha256"] = _checksum(msg)
+    return srsly.msgpack_dumps(msg)
+
+
+def _checksum(msg: Dict[str, Any]) -> str:
+    """SHA-256 over the config, vocabulary and tokenizer settings (as canonical JSON) and the
+    weight bytes, each length-prefixed so no two different contents hash alike."""
+    meta = json.dumps([msg["config"], msg["vocab"], msg["tokenizer"]], sort_keys=True).encode("utf8")
+    digest = hashlib.sha256()
+    for part in (meta, bytes(msg["weights"])):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def deserialize_windowed_encoder(
     module: Optional[WindowedEncoder], data: bytes, device: torch.device
 ) -> WindowedEncoder:
-    msg = srsly.msgpack_loads(data)
-    config = ElectraConfig.from_hf_dict(msg["config"])
-    settings = msg["tokenizer"]
-    wordpiece = WordPieceEncoder(
-        msg["vocab"],
-        lowercase=settings["do_lower_case"],
-        strip_accents=settings["strip_accents"],
-        tokenize_chinese_chars=settings["tokenize_chinese_chars"],
-    )
-    encoder = ElectraEncoder(config)
-    encoder.load_state_dict(load_safetensors(msg["weights"]))
+    try:
+        encoder, wordpiece = _checked_encoder(data)
+    except (FileProblem, VocabError) as err:
+        raise CheckpointError(f"{str(err).rstrip('.')}. {_FIX}") from None
     return WindowedEncoder(encoder, wordpiece).to(device)
+
+
+def _checked_encoder(data: bytes):
+    with reading(SOURCE):
+        msg = srsly.msgpack_loads(data)
+        if not isinstance(msg, dict):
+            raise ValueError("not a msgpack map")
+        config_data, vocab, settings, weights = msg["config"], msg["vocab"], msg["tokenizer"], msg["weights"]
+        if not (isinstance(config_data, dict) and isinstance(settings, dict) and isinstance(weights, bytes)
+                and isinstance(vocab, list) and all(isinstance(piece, str) for piece in vocab)):
+            raise ValueError("config, vocab, tokenizer or weights have the wrong type")
+    if "sha256" in msg:
+        if msg["sha256"] != _checksum(msg):
+            raise FileProblem(
+                f"The checksum of {SOURCE} does not match its content: the file was changed after "
+                "saving (a flipped bit on disk or an edit)"
+            )
+    else:
+        warnings.warn(
+            f"{SOURCE.capitalize()} was saved without a checksum (by an older spacy-electra), so disk "
+            "corruption cannot be detected; save the pipeline again (nlp.to_disk) to add one.",
+            stacklevel=2,
+        )
+    with reading(SOURCE):
+        config = ElectraConfig.from_hf_dict(config_data)
+        wordpiece = WordPieceEncoder(
+            vocab,
+            lowercase=bool(settings["do_lower_case"]),
+            strip_accents=settings["strip_accents"],
+            tokenize_chinese_chars=bool(settings["tokenize_chinese_chars"]),
+        )
+    wordpiece.check_fits(config.vocab_size, f"The vocabulary of {SOURCE}")
+    header = safetensors_header_from_bytes(weights, SOURCE)
+    check_dtypes(header, SOURCE, _NOTHING_IGNORED)
+    n_layers = layer_count(header, _LAYER)
+    if n_layers != config.num_hidden_layers:
+        raise FileProblem(f"{SOURCE} has {n_layers} layers of weights but its config says {config.num_hidden_layers}")
+    expected = our_shapes(config, "encoder")
+    if set(header) != set(expected):
+        odd = sorted(set(header) ^ set(expected))
+        raise FileProblem(f"{SOURCE} has missing or unexpected weights: {', '.join(odd[:6])}")
+    compare_shapes(expected, {k: shape for k, (_, shape) in header.items()}, "its config", SOURCE)
+    try:
+        state = load_safetensors(weights)
+    except (SafetensorError, ValueError) as err:
+        raise FileProblem(f"{SOURCE} has unreadable weights ({err})") from None
+    check_finite(state.items(), SOURCE)
+    encoder = ElectraEncoder(config)
+    encoder.load_state_dict({k: v.float() for k, v in state.items()})
+    return encoder, wordpiece

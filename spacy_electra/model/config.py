@@ -16,6 +16,21 @@ HF_ARCHITECTURES = {
     "encoder": "ElectraModel",
 }
 
+# Shape fields: positive integers. The bound only stops absurd values early (the largest released
+# vocabularies are ~250k, hidden sizes ~8k); shapes are then cross-checked against the weights.
+_POSITIVE_INTS = (
+    "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "intermediate_size", "max_position_embeddings", "type_vocab_size",
+)
+_MAX_INT = 2**31 - 1
+# (name, inclusive low, exclusive high); layer_norm_eps must also be > 0.
+_FLOAT_RANGES = (
+    ("hidden_dropout_prob", 0.0, 1.0),
+    ("attention_probs_dropout_prob", 0.0, 1.0),
+    ("initializer_range", 0.0, 1e3),
+    ("layer_norm_eps", 0.0, 1.0),
+)
+
 
 @dataclass
 class ElectraConfig:
@@ -42,6 +57,7 @@ class ElectraConfig:
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_values()
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(
                 f"hidden_act={self.hidden_act!r} is not supported; use one of {', '.join(ACTIVATIONS)}."
@@ -57,6 +73,34 @@ class ElectraConfig:
                 f"position_embedding_type={position_type!r} is not supported (only 'absolute', "
                 "which every released ELECTRA checkpoint uses)."
             )
+
+    def _check_values(self) -> None:
+        """Types and ranges, checked before anything divides by or allocates from them: a
+        config.json is untrusted input, and ``num_attention_heads: 0`` or ``vocab_size: 1e8``
+        must be one clear error, not a ZeroDivisionError or gigabytes of embeddings."""
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}={value!r} must be an integer.")
+            if not 1 <= value <= _MAX_INT:
+                raise ValueError(f"{name}={value} must be between 1 and {_MAX_INT}.")
+        pad = self.pad_token_id
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size:
+            raise ValueError(f"pad_token_id={pad!r} must be an integer in [0, vocab_size={self.vocab_size}).")
+        if self.num_attention_heads > self.hidden_size:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} exceeds hidden_size={self.hidden_size}."
+            )
+        for name, low, high in _FLOAT_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"{name}={value!r} must be a number in [{low}, {high}).")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps={self.layer_norm_eps!r} must be positive.")
+        if not isinstance(self.hidden_act, str):
+            raise ValueError(f"hidden_act={self.hidden_act!r} must be a string.")
+        if not isinstance(self.extra, dict):
+            raise ValueError("extra must be a dict of the config.json keys ELECTRA does not use.")
 
     @property
     def head_dim(self) -> int:
