@@ -100,3 +100,11 @@ class ElectraTagger(TokenClassifierPipe):
                     token.tag_ = labels[i]
                 elif not is_tag and (overwrite or token.pos == 0):
                     token.pos_ = labels[i]
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        """As spaCy's ``Pipe.score`` (the scorer gets ``cfg`` and ``labels``), except that ``attr``
+        is only passed when it is not ``tag``: spaCy's ``spacy.tagger_scorer.v1`` then works too."""
+        settings = {**self.cfg, "labels": self.labels, **kwargs}
+        if settings["attr"] == "tag":
+            del settings["attr"]
+        return self.scorer(examples, **settings) if self.scorer is not None else {}
