@@ -4,6 +4,10 @@ Prediction writes ``doc._.trf_data`` (spacy-transformers' ``TransformerData``). 
 the outputs and one backprop callback go to every listener of the downstream components; the
 last listener to backprop runs the encoder's backward pass and its optimizer step, as in
 spacy-transformers, so the encoder runs once per batch whatever the number of heads.
+
+``nlp.replace_listeners`` gives a listening component its own copy of the encoder (to freeze or
+source it): the model carries the ``replace_listener`` / ``replace_listener_cfg`` hooks that
+spaCy calls (``layers/listeners.py``).
 """
 
 from typing import Callable, Dict, Iterable, List, Optional
