@@ -122,3 +122,25 @@ replace_listeners = ["model.tok2vec"]
     assert sourced.pipe_names == ["tagger"]
     assert sourced.config["components"]["tagger"]["model"]["tok2vec"]["@architectures"] == "spacy_electra.ElectraTok2Vec.v1"
     assert annotations(sourced) == before
+
+
+@pytest.mark.parametrize("arch", ["spacy_electra.ElectraTok2Vec.v1", "spacy_electra.ElectraScalarMixTok2Vec.v1", "spacy_electra.ElectraTrfPoolingTok2Vec.v1"])
+def test_standalone_architectures_initialize_and_train_from_scratch(checkpoint, arch):
+    """The configs that replace_listeners writes also build a fresh pipeline (e.g. after editing
+    the config): they initialize from the checkpoint and learn."""
+    encoder = {"@architectures": "spacy_electra.ElectraTransformer.v1", "checkpoint": str(checkpoint), "all_layers": True}
+    tok2vec = {"@architectures": arch, "encoder": encoder}
+    if arch.endswith("TrfPoolingTok2Vec.v1"):
+        tok2vec["pooling"] = {"@layers": "reduce_mean.v1"}
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tagger", config={"model": {"tok2vec": tok2vec}})
+    examples = toy_treebank(12, vocab=nlp.vocab)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    losses = []
+    for _ in range(8):
+        step = {}
+        nlp.update(examples, sgd=optimizer, losses=step)
+        losses.append(step["tagger"])
+    assert losses[-1] < 0.5 * losses[1], losses

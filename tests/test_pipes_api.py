@@ -1,6 +1,5 @@
 """Component API parity with spaCy: score weights, loss scale, scorer/overwrite/threshold/
 positive_label, rehearse, checkpoint advice, configs, spacy debug data."""
-import random
 from pathlib import Path
 
 import numpy as np

@@ -13,9 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
-import numpy as np
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc
 from spacy.training import Example, validate_get_examples
 from thinc.api import Model
 from thinc.types import Floats2d
