@@ -1,13 +1,17 @@
 """Constrained BILUO decoding: Viterbi over the transitions that form valid entity sequences.
 
 Whatever the scores (even from untrained weights), the best path only uses allowed transitions,
-so every decoded sequence maps to well-formed, non-overlapping entities.
+so every decoded sequence maps to well-formed, non-overlapping entities. ``spans_from_biluo``
+turns a path into spans with spaCy's own ``biluo_tags_to_spans``, after checking the path against
+the same transition rules (spaCy's converter drops an unclosed ``B`` silently).
 """
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from spacy.tokens import Doc, Span
+from spacy.training import biluo_tags_to_spans
 
 NEG = -1e9
 
@@ -16,21 +20,33 @@ def biluo_tags(labels: Sequence[str]) -> List[str]:
     return ["O"] + [f"{prefix}-{label}" for label in labels for prefix in "BILU"]
 
 
+def _outside(tag: str) -> bool:
+    """After ``tag`` no entity is open."""
+    return tag == "O" or tag[0] in "LU"
+
+
+def _follows(prev: Optional[str], tag: str) -> bool:
+    """May ``tag`` come after ``prev`` (None: the sequence start)?"""
+    if prev is None or _outside(prev):  # outside an entity: may stay out or open one
+        return tag == "O" or tag[0] in "BU"
+    return tag != "O" and tag[0] in "IL" and tag[2:] == prev[2:]  # inside X: continue or close X
+
+
 def transition_mask(tags: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(allowed[prev, next], allowed_start, allowed_end) for a BILUO tag list."""
-    n = len(tags)
-    allowed = np.zeros((n, n), dtype=bool)
-    starts = np.zeros(n, dtype=bool)
-    ends = np.zeros(n, dtype=bool)
-    for j, tag in enumerate(tags):
-        starts[j] = tag == "O" or tag[0] in "BU"
-        ends[j] = tag == "O" or tag[0] in "LU"
-        for i, prev in enumerate(tags):
-            if prev == "O" or prev[0] in "LU":  # outside an entity: may stay out or open one
-                allowed[i, j] = tag == "O" or tag[0] in "BU"
-            else:  # inside an entity of type X: continue or close X
-                allowed[i, j] = tag != "O" and tag[0] in "IL" and tag[2:] == prev[2:]
+    allowed = np.array([[_follows(prev, tag) for tag in tags] for prev in tags], dtype=bool).reshape(len(tags), len(tags))
+    starts = np.array([_follows(None, tag) for tag in tags], dtype=bool)
+    ends = np.array([_outside(tag) for tag in tags], dtype=bool)
     return allowed, starts, ends
+
+
+def is_valid_biluo(tags: Sequence[str]) -> bool:
+    prev = None
+    for tag in tags:
+        if not _follows(prev, tag):
+            return False
+        prev = tag
+    return prev is None or _outside(prev)
 
 
 def viterbi(
@@ -60,15 +76,9 @@ def viterbi(
     return path
 
 
-def spans_from_biluo(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
-    """(start, end, label) token spans of a valid BILUO sequence."""
-    spans, start = [], None
-    for i, tag in enumerate(tags):
-        if tag.startswith("U-"):
-            spans.append((i, i + 1, tag[2:]))
-        elif tag.startswith("B-"):
-            start = i
-        elif tag.startswith("L-") and start is not None:
-            spans.append((start, i + 1, tag[2:]))
-            start = None
-    return spans
+def spans_from_biluo(doc: Doc, tags: Sequence[str]) -> List[Span]:
+    """The entity spans of a valid BILUO sequence over ``doc``; an invalid one is a bug in the
+    decoder and raises."""
+    if not is_valid_biluo(tags):
+        raise ValueError(f"Invalid BILUO sequence {list(tags)}: the decoder must only emit valid transitions.")
+    return biluo_tags_to_spans(doc, list(tags))

@@ -9,7 +9,7 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_electra.decoding import biluo_tags, spans_from_biluo, transition_mask, viterbi
+from spacy_electra.decoding import biluo_tags, is_valid_biluo, spans_from_biluo, transition_mask, viterbi
 
 from .conftest import make_hf_checkpoint
 
@@ -53,7 +53,7 @@ def text_examples(nlp, n=24, multilabel=False):
 
 
 def with_encoder(checkpoint, **extra):
-    return {"model": {"encoder": {"checkpoint": str(checkpoint)}}, **extra}
+    return {"model": {"tok2vec": {"checkpoint": str(checkpoint)}}, **extra}
 
 
 def train(nlp, examples, steps=20, lr=0.01):
@@ -69,7 +69,8 @@ def train(nlp, examples, steps=20, lr=0.01):
 
 
 # -- decoding ---------------------------------------------------------------------------------
-def is_valid_biluo(tags):
+def reference_is_valid(tags):
+    """An independent statement of BILUO validity, to check the decoder's own."""
     inside = None
     for tag in tags:
         if inside is None:
@@ -85,6 +86,15 @@ def is_valid_biluo(tags):
     return inside is None
 
 
+def test_decoder_validity_matches_an_independent_definition():
+    import itertools
+
+    tags = biluo_tags(["A", "B"])
+    for n in range(1, 4):
+        for seq in itertools.product(tags, repeat=n):
+            assert is_valid_biluo(seq) == reference_is_valid(seq), seq
+
+
 def test_viterbi_never_emits_invalid_sequences_from_random_scores():
     tags = biluo_tags(["PER", "LOC", "ORG"])
     allowed, starts, ends = transition_mask(tags)
@@ -92,7 +102,7 @@ def test_viterbi_never_emits_invalid_sequences_from_random_scores():
     for n in [1, 2, 3, 7, 20]:
         for _ in range(50):
             path = viterbi(rng.normal(size=(n, len(tags))) * 5, allowed, starts, ends)
-            assert is_valid_biluo([tags[i] for i in path])
+            assert reference_is_valid([tags[i] for i in path])
 
 
 def test_viterbi_finds_the_best_valid_path_by_brute_force():
@@ -104,14 +114,20 @@ def test_viterbi_finds_the_best_valid_path_by_brute_force():
     for _ in range(20):
         scores = rng.normal(size=(3, len(tags)))
         best = max(
-            (p for p in itertools.product(range(len(tags)), repeat=3) if is_valid_biluo([tags[i] for i in p])),
+            (p for p in itertools.product(range(len(tags)), repeat=3) if reference_is_valid([tags[i] for i in p])),
             key=lambda p: sum(scores[t, i] for t, i in enumerate(p)),
         )
         assert tuple(viterbi(scores, allowed, starts, ends)) == best
 
 
-def test_spans_from_biluo():
-    assert spans_from_biluo(["O", "B-X", "I-X", "L-X", "U-Y", "O"]) == [(1, 4, "X"), (4, 5, "Y")]
+def test_spans_from_biluo_uses_spacy_and_refuses_invalid_paths():
+    doc = Doc(spacy.blank("en").vocab, words=list("abcdef"))
+    spans = spans_from_biluo(doc, ["O", "B-X", "I-X", "L-X", "U-Y", "O"])
+    assert [(s.start, s.end, s.label_) for s in spans] == [(1, 4, "X"), (4, 5, "Y")]
+    # spaCy's biluo_tags_to_spans drops an unclosed entity silently; the decoder's check does not.
+    for invalid in (["B-X", "O", "O", "O", "O", "O"], ["B-X", "L-Y", "O", "O", "O", "O"], ["O", "I-X", "L-X", "O", "O", "O"]):
+        with pytest.raises(ValueError, match="Invalid BILUO"):
+            spans_from_biluo(doc, invalid)
 
 
 # -- NER --------------------------------------------------------------------------------------
@@ -128,13 +144,25 @@ def test_ner_learns_and_scores(checkpoint):
     assert scores["ents_f"] > 0.9 and "LOC" in scores["ents_per_type"]
 
 
-def test_untrained_ner_output_is_always_valid(checkpoint):
+def test_untrained_ner_decodes_valid_paths_from_random_weights(checkpoint):
+    """The decoder's own output (tag paths from predict), from an output layer with large random
+    weights, so that an unconstrained argmax would emit invalid sequences."""
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_ner", config=with_encoder(checkpoint, labels=["PER", "LOC", "ORG", "MISC"]))
     nlp.initialize()
-    for doc in nlp.pipe(["the new york city cafe is in paris london .", "paris", "", "   "]):
-        tags = [t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in doc]
-        assert all(t.ent_iob_ in ("B", "I", "O") for t in doc), tags
+    ner = nlp.get_pipe("electra_ner")
+    output = ner.model.get_ref("output_layer")
+    rng = np.random.default_rng(0)
+    output.set_param("W", rng.normal(size=output.get_param("W").shape).astype("f") * 20)
+    output.set_param("b", rng.normal(size=output.get_param("b").shape).astype("f") * 5)
+    texts = ["the new york city cafe is in paris london .", "paris", "", "   ", "a b c d e f g h i j k l m n o p"]
+    docs = [nlp.make_doc(t) for t in texts]
+    tags = ner.tag_names
+    raw = [[tags[i] for i in logits.argmax(axis=-1)] for logits in ner.model.predict(docs)]
+    assert not all(reference_is_valid(seq) for seq in raw if seq)  # the argmax alone is not valid
+    for doc, path in zip(docs, ner.predict(docs)):
+        assert len(path) == len(doc)
+        assert reference_is_valid([tags[i] for i in path])
 
 
 def test_ner_keeps_preset_entities_and_fills_around_them(checkpoint):
@@ -145,6 +173,11 @@ def test_ner_keeps_preset_entities_and_fills_around_them(checkpoint):
     doc.ents = [Span(doc, 0, 2, label="FAC")]  # overlaps the span the model would predict
     doc = nlp(doc)
     assert [(e.start, e.end, e.label_) for e in doc.ents] == [(0, 2, "FAC"), (4, 5, "LOC")]
+    # overwrite = true: the component's prediction replaces what was there.
+    nlp.get_pipe("electra_ner").cfg["overwrite"] = True
+    doc = Doc(nlp.vocab, words=["the", "paris", "is", "in", "london", "."])
+    doc.ents = [Span(doc, 0, 2, label="FAC")]
+    assert [(e.start, e.end, e.label_) for e in nlp(doc).ents] == [(1, 2, "LOC"), (4, 5, "LOC")]
 
 
 def test_ner_unseen_label_in_training_data_is_a_clear_error(checkpoint):
@@ -217,7 +250,7 @@ def test_textcat_multilabel_learns(checkpoint):
 
 def test_textcat_pools_the_cls_of_every_window(checkpoint):
     nlp = spacy.blank("en")
-    config = {"model": {"encoder": {"checkpoint": str(checkpoint), "window": 8, "stride": 4}}}
+    config = {"model": {"tok2vec": {"checkpoint": str(checkpoint), "window": 8, "stride": 4}}}
     nlp.add_pipe("electra_textcat", config=config)
     nlp.initialize(lambda: text_examples(nlp, 4))
     model = nlp.get_pipe("electra_textcat").model
@@ -243,8 +276,8 @@ def test_heads_share_an_upstream_encoder(checkpoint):
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
-    nlp.add_pipe("electra_ner", config={"model": {"encoder": listener}})
-    nlp.add_pipe("electra_textcat", config={"model": {"encoder": listener}})
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
+    nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
     examples = ner_examples(nlp)
     for ex, cat in zip(examples, text_examples(nlp)):
         ex.reference.cats = cat.reference.cats
@@ -285,7 +318,7 @@ def test_factories_resolve_through_entry_points_without_import():
         "import spacy  # no import of spacy_electra: the entry points must do it\n"
         "nlp = spacy.blank('en')\n"
         "for name in ['electra_transformer', 'electra_tagger', 'electra_ner', 'electra_textcat', 'electra_textcat_multilabel']:\n"
-        "    nlp.add_pipe(name, name=name + '_x', config={'model': {'encoder': {'checkpoint': '/nonexistent'}}} if name != 'electra_transformer' else {'model': {'checkpoint': '/nonexistent'}})\n"
+        "    nlp.add_pipe(name, name=name + '_x', config={'model': {'tok2vec': {'checkpoint': '/nonexistent'}}} if name != 'electra_transformer' else {'model': {'checkpoint': '/nonexistent'}})\n"
         "print(nlp.pipe_names)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

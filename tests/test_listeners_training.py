@@ -197,3 +197,79 @@ def test_spacy_package_builds_installable_pipeline(checkpoint, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert list(out.rglob("*.tar.gz")), result.stdout
+
+
+# -- finite-difference checks of the listeners' backprop ----------------------------------------
+def _trf_data(rng, lengths, width=5, n_layers=None):
+    from spacy_transformers.data_classes import TransformerData, WordpieceBatch
+    from thinc.types import Ragged
+    from transformers.utils import ModelOutput
+
+    n = int(sum(lengths))
+    layers = [rng.normal(size=(1, n, width)).astype("float32") for _ in range(n_layers or 1)]
+    output = ModelOutput(last_hidden_state=layers[-1])
+    if n_layers:
+        output["hidden_states"] = tuple(layers)
+    wordpieces = WordpieceBatch(strings=[["x"] * n], input_ids=np.zeros((1, n), "int32"), attention_mask=np.ones((1, n), "float32"), lengths=[n], token_type_ids=None)
+    return TransformerData(wordpieces=wordpieces, model_output=output, align=Ragged(np.arange(n, dtype="int32"), np.asarray(lengths, dtype="int32")))
+
+
+def _numeric_grad(objective, array, eps):
+    grad = np.zeros_like(array, dtype="float64")
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
+        up = objective()
+        array[index] = saved - eps
+        down = objective()
+        array[index] = saved
+        grad[index] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean", "last"])
+def test_pooling_backprop_matches_finite_differences(pooling):
+    from spacy_electra.layers.listeners import pool_tokens
+
+    rng = np.random.default_rng(0)
+    lengths = [2, 0, 1, 3]  # a token without pieces (whitespace) gets a zero vector and no gradient
+    X = [_trf_data(rng, lengths)]
+    model = pool_tokens(pooling, grad_factor=1.0)
+    model.initialize(X=X)
+    Y, backprop = model.begin_update(X)
+    dY = [rng.normal(size=y.shape).astype("float32") for y in Y]
+    analytic = backprop(dY)[0].model_output["last_hidden_state"]
+    hidden = X[0].model_output["last_hidden_state"]
+
+    def objective():
+        return float(sum((y.astype("float64") * d).sum() for y, d in zip(model.predict(X), dY)))
+
+    np.testing.assert_allclose(analytic, _numeric_grad(objective, hidden, 1e-2), atol=1e-3)
+
+
+def test_scalar_mix_backprop_matches_finite_differences():
+    from spacy_electra.layers.listeners import scalar_mix
+
+    rng = np.random.default_rng(1)
+    X = [_trf_data(rng, [1, 2, 1], width=3, n_layers=3)]
+    model = scalar_mix()
+    model.set_dim("nL", 3)
+    model.initialize()
+    model.set_param("weights", rng.normal(size=3).astype("float32"))
+    model.set_param("gamma", np.asarray([1.3], dtype="float32"))
+    Y, backprop = model.begin_update(X)
+    dY = rng.normal(size=Y[0].model_output["last_hidden_state"].shape).astype("float32")
+    from spacy_transformers.data_classes import TransformerData
+    from transformers.utils import ModelOutput
+
+    d_layers = backprop([TransformerData(wordpieces=Y[0].wordpieces, model_output=ModelOutput(last_hidden_state=dY), align=Y[0].align)])
+    d_layers = d_layers[0].model_output["hidden_states"]
+
+    def objective():
+        return float((model.predict(X)[0].model_output["last_hidden_state"].astype("float64") * dY).sum())
+
+    for name in ("weights", "gamma"):
+        param = model.get_param(name)
+        np.testing.assert_allclose(model.get_grad(name), _numeric_grad(objective, param, 1e-3), rtol=1e-2, atol=1e-3)
+    for layer, d_layer in zip(X[0].model_output["hidden_states"], d_layers):
+        np.testing.assert_allclose(d_layer, _numeric_grad(objective, layer, 1e-2), atol=1e-3)

@@ -1,7 +1,11 @@
-"""Task head architectures. Each takes its encoder as ``encoder``: an own
+"""Task head architectures. Each takes its encoder as ``tok2vec``: an own
 ``spacy_electra.ElectraTransformer.v1`` (default) or ``spacy_electra.ElectraTransformerListener.v1``
 to share an upstream ``electra_transformer``. Both give one ``TransformerData`` per doc; the head
-pools what it needs (token vectors or [CLS] vectors) and classifies."""
+pools what it needs (token vectors or [CLS] vectors) and classifies.
+
+The argument is called ``tok2vec`` (v2) because that is where spaCy's ``nlp.replace_listeners``
+looks for a component's listener; the v1 architectures, which call it ``encoder``, still load
+old configs and pipelines but cannot have their listener replaced."""
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
@@ -28,22 +32,31 @@ def ElectraTransformerListener_v1(*, upstream: str = "*") -> EncoderModel:
     return ElectraTransformerListener(upstream)
 
 
-@registry.architectures("spacy_electra.TokenClassifier.v1")
-def TokenClassifier_v1(
-    *, encoder: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
+@registry.architectures("spacy_electra.TokenClassifier.v2")
+def TokenClassifier_v2(
+    *, tok2vec: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
 ) -> TokenScoresModel:
     """Per-token logits: each token's pieces pooled (``first`` piece, as in ELECTRA's
     fine-tuning), dropout, then a linear layer."""
     output = Linear(nO=nO)
-    model = chain(encoder, pool_tokens(pooling, 1.0), with_array(chain(Dropout(dropout), output)))
+    model = chain(tok2vec, pool_tokens(pooling, 1.0), with_array(chain(Dropout(dropout), output)))
     model.set_ref("output_layer", output)
     return model
 
 
-@registry.architectures("spacy_electra.DocClassifier.v1")
-def DocClassifier_v1(*, encoder: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
+@registry.architectures("spacy_electra.TokenClassifier.v1")
+def TokenClassifier_v1(
+    *, encoder: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
+) -> TokenScoresModel:
+    """``TokenClassifier.v2`` with the encoder under its old name ``encoder``."""
+    return TokenClassifier_v2(tok2vec=encoder, pooling=pooling, dropout=dropout, nO=nO)
+
+
+@registry.architectures("spacy_electra.DocClassifier.v2")
+def DocClassifier_v2(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
     """ELECTRA's classification head on [CLS]: dropout, dense + GELU, dropout, linear. A doc
     longer than one window uses the mean of its windows' [CLS] vectors."""
+    encoder = tok2vec
     output = Linear(nO=nO)
     dense = Gelu()
     model = chain(encoder, pool_cls(), Dropout(dropout), dense, Dropout(dropout), output)
@@ -51,6 +64,12 @@ def DocClassifier_v1(*, encoder: EncoderModel, dropout: float = 0.1, nO: Optiona
     model.set_ref("dense", dense)
     model.set_ref("output_layer", output)
     return model
+
+
+@registry.architectures("spacy_electra.DocClassifier.v1")
+def DocClassifier_v1(*, encoder: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
+    """``DocClassifier.v2`` with the encoder under its old name ``encoder``."""
+    return DocClassifier_v2(tok2vec=encoder, dropout=dropout, nO=nO)
 
 
 def _doc_classifier_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:

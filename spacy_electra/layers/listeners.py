@@ -5,17 +5,24 @@
 ``ElectraScalarMixListener.v1`` = listener -> softmax-weighted mix of all layers -> pool.
 Both receive spacy-transformers' ``TransformerData``, so they also work under its
 ``transformer`` component, and its ``TransformerListener.v1`` works under ours.
+
+``nlp.replace_listeners`` (sourcing or freezing a component) swaps a listener for a copy of the
+upstream encoder: ``replace_listener`` and ``replace_listener_cfg`` are the hooks it calls, and
+the ``*Tok2Vec`` architectures below are the standalone equivalents the new config names.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Tuple
+import copy
+from typing import Any, Callable, Dict, List, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers.listener import TransformerListener
 from spacy_transformers.layers.listener import forward as transformer_listener_forward
+from spacy_transformers.layers.trfs2arrays import trfs2arrays
 from thinc.api import Model, chain
+from thinc.shims import Shim
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
@@ -60,6 +67,80 @@ def ElectraScalarMixListener_v1(
     """Like ``ElectraListener.v1`` over a learned mix of every layer (softmax weights and a
     scale, ELMo-style). The upstream needs ``all_layers = true``."""
     return chain(ElectraTransformerListener(upstream), scalar_mix(), pool_tokens(pooling, grad_factor))
+
+
+# -- standalone equivalents (what nlp.replace_listeners puts in the config) ---------------------
+@registry.architectures("spacy_electra.ElectraTok2Vec.v1")
+def ElectraTok2Vec_v1(*, encoder: Model, pooling: str = "first", grad_factor: float = 1.0) -> ListenerModel:
+    """``ElectraListener.v1`` with its own encoder instead of an upstream component."""
+    return chain(encoder, pool_tokens(pooling, grad_factor))
+
+
+@registry.architectures("spacy_electra.ElectraScalarMixTok2Vec.v1")
+def ElectraScalarMixTok2Vec_v1(*, encoder: Model, pooling: str = "first", grad_factor: float = 1.0) -> ListenerModel:
+    """``ElectraScalarMixListener.v1`` with its own encoder (which needs ``all_layers = true``)."""
+    model = chain(encoder, scalar_mix(), pool_tokens(pooling, grad_factor))
+    model.init = _own_mix_init
+    return model
+
+
+@registry.architectures("spacy_electra.ElectraTrfPoolingTok2Vec.v1")
+def ElectraTrfPoolingTok2Vec_v1(*, encoder: Model, pooling: Model, grad_factor: float = 1.0) -> ListenerModel:
+    """spacy-transformers' ``TransformerListener.v1`` with its own ELECTRA encoder."""
+    return chain(encoder, trfs2arrays(pooling, grad_factor))
+
+
+def _own_mix_init(model: Model, X=None, Y=None) -> Model:
+    """chain's init, except that the mix learns the encoder's layer count, known once the
+    encoder has loaded its checkpoint (an upstream component tells its listeners instead)."""
+    encoder, mix, pool = model.layers
+    encoder.initialize()
+    if not encoder.attrs["all_layers"]:
+        raise ValueError("ElectraScalarMixTok2Vec.v1 needs every layer: set all_layers = true in its encoder.")
+    from .transformer import get_encoder  # a cycle at import time otherwise
+
+    mix.set_dim("nL", get_encoder(encoder).config.num_hidden_layers + 1, force=True)
+    mix.initialize()
+    pool.initialize(X=encoder.predict(X) if X else None)
+    return model
+
+
+LISTENER_REPLACEMENTS = {
+    "spacy_electra.ElectraListener.v1": "spacy_electra.ElectraTok2Vec.v1",
+    "spacy_electra.ElectraScalarMixListener.v1": "spacy_electra.ElectraScalarMixTok2Vec.v1",
+    "spacy-transformers.TransformerListener.v1": "spacy_electra.ElectraTrfPoolingTok2Vec.v1",
+}
+
+
+def replace_listener(encoder: Model, listener: Model, upstream) -> Model:
+    """``replace_listener`` hook: the listener node becomes ``encoder`` (spaCy passes a fresh copy
+    of the upstream's model), and whatever followed the listener (pooling, scalar mix, the head)
+    stays as trained. The copy's torch shim gets its own id, so the optimizer does not share Adam
+    state between it and the upstream encoder when both keep training."""
+    for shim in encoder.shims:
+        with Shim.global_id_lock:
+            Shim.global_id += 1
+            shim.id = Shim.global_id
+    return encoder
+
+
+def replace_listener_cfg(encoder_cfg: Dict[str, Any], listener_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """``replace_listener_cfg`` hook: the config that builds, on its own, what ``replace_listener``
+    made of ``listener_cfg`` (the component's ``[model.tok2vec]``)."""
+    encoder_cfg = copy.deepcopy(dict(encoder_cfg))
+    arch = listener_cfg.get("@architectures")
+    if arch == "spacy_electra.ElectraTransformerListener.v1":  # a head's encoder: the copy itself
+        return encoder_cfg
+    if arch not in LISTENER_REPLACEMENTS:
+        raise ValueError(
+            f"Cannot replace a listener built by {arch!r}: spacy-electra knows how to make "
+            f"{', '.join(['spacy_electra.ElectraTransformerListener.v1', *LISTENER_REPLACEMENTS])} standalone."
+        )
+    config = {"@architectures": LISTENER_REPLACEMENTS[arch], "encoder": encoder_cfg}
+    for key in ("pooling", "grad_factor"):
+        if key in listener_cfg:
+            config[key] = copy.deepcopy(listener_cfg[key])
+    return config
 
 
 # -- pooling ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -53,8 +53,13 @@ class ElectraShim(PyTorchShim):
     """A PyTorchShim whose torch module appears at ``initialize`` (or on deserialisation), and
     whose optimizer step applies ELECTRA's layer-wise learning-rate decay: encoder layer l of L
     (1-based) learns at lr * decay^(L+1-l), the embeddings (and their projection) at
-    lr * decay^(L+1). The scale goes to the optimizer as ``lr_scale``, so it multiplies Adam's
-    *update*; scaling the gradient instead would be undone by Adam's normalisation."""
+    lr * decay^(L+1).
+
+    The decay is a learning-rate scale keyed by parameter name (a discriminative schedule, as
+    spacy-curated-transformers has on thinc 9). thinc 8.3's optimizer has no keyed schedules
+    (its schedules are plain generators), but its call takes ``lr_scale``, which multiplies
+    Adam's *update*; scaling the gradient instead would be undone by Adam's normalisation. So
+    ``finish_update`` is PyTorchShim's, given an optimizer that adds the scale of each key."""
 
     layer_lr_decay: float = 1.0
 
@@ -73,17 +78,10 @@ class ElectraShim(PyTorchShim):
     def finish_update(self, optimizer) -> None:
         if self._model is None:
             return
-        found_inf = self._grad_scaler.found_inf
-        for name, param in self._model.named_parameters():
-            if param.grad is None:
-                continue
-            if not found_inf:  # skip the step when mixed precision overflowed
-                weights, _ = optimizer(
-                    (self.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=self.lr_scale(name)
-                )
-                param.data = xp2torch(weights, requires_grad=True, device=param.device)
-            param.grad.zero_()
-        self._grad_scaler.update()
+        if self.layer_lr_decay == 1.0:
+            super().finish_update(optimizer)
+        else:
+            super().finish_update(KeyScaledOptimizer(optimizer, lambda key: self.lr_scale(key[1])))
 
     def predict(self, inputs: ArgsKwargs):
         """Thinc's ``PyTorchShim.predict`` switches the shared module to eval() and back to
@@ -107,6 +105,17 @@ class ElectraShim(PyTorchShim):
         if self._model is None:
             return get_torch_default_device()
         return super().device
+
+
+class KeyScaledOptimizer:
+    """Calls ``optimizer`` with ``lr_scale`` times ``scale(key)`` for each parameter key."""
+
+    def __init__(self, optimizer, scale: Callable[[Tuple[int, str]], float]) -> None:
+        self.optimizer = optimizer
+        self.scale = scale
+
+    def __call__(self, key: Tuple[int, str], weights, gradient, *, lr_scale: float = 1.0):
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale(key))
 
 
 @registry.architectures("spacy_electra.ElectraTransformer.v1")

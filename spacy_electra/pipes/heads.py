@@ -1,16 +1,25 @@
-"""Machinery shared by the task components: labels, initialisation, and per-token
+"""Machinery shared by the task components: labels, initialisation, scoring, and per-token
 cross-entropy. The components themselves (tagger, NER, textcat) only say what their gold
-targets are and how predictions become annotations."""
+targets are and how predictions become annotations.
 
+Loss scale follows spaCy (the tagger's ``normalize=False``, the parser, textcat): the loss and
+its gradient are summed over tokens (docs for textcat), not averaged. A head and a spaCy
+component that share one ``electra_transformer`` then push gradients of the same scale into it.
+``normalize = true`` averages over the tokens (docs) with a gold value instead.
+"""
+
+import re
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
-import numpy as np
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc
 from spacy.training import Example, validate_get_examples
 from thinc.api import Model
 from thinc.types import Floats2d
+
+from ..layers import heads as _default_architectures  # noqa: F401 (registers them before entry points exist)
+from ..model.checkpoint import CheckpointError, resolve_checkpoint
 
 
 def encoder_config(head: str, **head_args) -> str:
@@ -21,7 +30,7 @@ def encoder_config(head: str, **head_args) -> str:
 @architectures = "{head}"
 {args}
 
-[model.encoder]
+[model.tok2vec]
 @architectures = "spacy_electra.ElectraTransformer.v1"
 checkpoint = "google/electra-small-discriminator"
 window = 128
@@ -29,15 +38,72 @@ stride = 96
 """
 
 
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+|[\w.-]+")
+
+
+def check_checkpoint(model: Model, section: str) -> None:
+    """Fail early, with advice for this case, when the checkpoint of the ELECTRA encoder that
+    ``model`` owns cannot be found. ``section`` is the config section that holds its
+    ``checkpoint`` setting. A model that only listens to an upstream encoder has nothing to check."""
+    encoder = next((node for node in model.walk() if node.name == "electra_transformer"), None)
+    if encoder is None:
+        return
+    checkpoint = encoder.attrs["checkpoint"]
+    try:
+        resolve_checkpoint(checkpoint)
+        return
+    except CheckpointError:
+        pass
+    path = Path(checkpoint).expanduser()
+    if path.exists():
+        advice = f"{checkpoint!r} is a file: set `checkpoint` in {section} to the folder that holds config.json and the weights."
+    elif HUB_ID.fullmatch(checkpoint) and not checkpoint.startswith((".", "/", "~")):
+        advice = (
+            f"Checkpoint {checkpoint!r} is neither a local folder nor in the local Hugging Face cache, and "
+            f"spacy-electra never downloads: run `huggingface-cli download {checkpoint}` where there is "
+            f"internet, or set `checkpoint` in {section} to a local folder with config.json, vocab.txt "
+            "and model.safetensors."
+        )
+    else:
+        advice = (
+            f"Checkpoint folder {str(path)!r} does not exist: set `checkpoint` in {section} to a local "
+            "folder with config.json, vocab.txt and model.safetensors (e.g. one written by `spacy-electra pretrain`)."
+        )
+    raise CheckpointError(advice)
+
+
+def refuse_rehearsal(name: str) -> NoReturn:
+    raise NotImplementedError(
+        f"{name!r} does not support rehearsal (nlp.rehearse): train on a mix of old and new examples "
+        "with nlp.update, or list the component in [training] frozen_components to keep it as it is."
+    )
+
+
 class ElectraHead(TrainablePipe):
     """A component with a label set and an ELECTRA-based model whose output layer has one unit
-    per output class (``n_outputs``)."""
+    per output class (``n_outputs``). ``scorer`` is a registered scorer, called as spaCy's
+    components call theirs (``Pipe.score``: with ``cfg`` and ``labels`` as keyword arguments);
+    ``normalize`` chooses the loss scale (see the module docstring)."""
 
-    def __init__(self, vocab, model: Model, name: str, *, labels: Optional[Sequence[str]] = None, **cfg) -> None:
+    def __init__(
+        self,
+        vocab,
+        model: Model,
+        name: str,
+        *,
+        labels: Optional[Sequence[str]] = None,
+        scorer: Optional[Callable] = None,
+        normalize: bool = False,
+        **cfg,
+    ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.cfg = {"labels": list(labels or []), **cfg}
+        self.scorer = scorer
+        self.cfg = {"labels": list(labels or []), "normalize": normalize, **cfg}
+
+    def rehearse(self, examples, *, drop=0.0, sgd=None, losses=None):
+        refuse_rehearsal(self.name)
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -76,8 +142,9 @@ class ElectraHead(TrainablePipe):
     ) -> None:
         """Take ``labels`` if given (e.g. from ``spacy init labels``), else infer them from the
         training examples; then size the output layer and initialise (loading the encoder's
-        checkpoint when the head has its own encoder)."""
+        checkpoint when the head has its own encoder: a missing one is reported first)."""
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        check_checkpoint(self.model, f"[components.{self.name}.model.tok2vec]")
         if labels is not None:
             for label in labels:
                 self.add_label(label)
@@ -113,7 +180,8 @@ class TokenClassifierPipe(ElectraHead):
         raise NotImplementedError
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
-        """Softmax cross-entropy, averaged over the tokens whose gold tag is known."""
+        """Softmax cross-entropy, summed over the tokens whose gold tag is known (averaged with
+        ``normalize = true``). Tokens without a gold tag send no gradient."""
         index = {tag: i for i, tag in enumerate(self.tag_names)}
         ops = self.model.ops
         grads, total, n_known = [], 0.0, 0
@@ -136,5 +204,5 @@ class TokenClassifierPipe(ElectraHead):
             total -= float(ops.xp.log(probs[rows, ids[known]] + 1e-12).sum())
             n_known += int(known.sum())
             grads.append(d_logits)
-        norm = max(n_known, 1)
+        norm = max(n_known, 1) if self.cfg["normalize"] else 1
         return total / norm, [g / norm for g in grads]

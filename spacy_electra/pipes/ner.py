@@ -1,16 +1,17 @@
 """``electra_ner``: per-token BILUO classification with constrained Viterbi decoding.
 
 Decoding only follows valid BILUO transitions, so the output is always a well-formed set of
-entities, even from untrained weights. Entities already on a doc are kept: their tokens are
-forced to O in decoding and predictions fill the rest around them.
+entities, even from untrained weights. With ``overwrite = false`` (the default) entities already
+on a doc are kept: their tokens are forced to O in decoding and predictions fill the rest
+around them; ``overwrite = true`` replaces them.
 """
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
 from spacy.language import Language
 from spacy.scorer import get_ner_prf
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Config, Model
 
@@ -21,16 +22,40 @@ from .heads import TokenClassifierPipe, encoder_config
 @Language.factory(
     "electra_ner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={"model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v1"))["model"], "labels": None},
+    default_config={
+        "model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v2"))["model"],
+        "labels": None,
+        "overwrite": False,
+        "normalize": False,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_electra_ner(nlp: Language, name: str, model: Model, labels: Optional[List[str]]) -> "ElectraNER":
-    return ElectraNER(nlp.vocab, model, name, labels=labels)
+def make_electra_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    labels: Optional[List[str]],
+    overwrite: bool,
+    normalize: bool,
+    scorer: Optional[Callable],
+) -> "ElectraNER":
+    return ElectraNER(nlp.vocab, model, name, labels=labels, overwrite=overwrite, normalize=normalize, scorer=scorer)
 
 
 class ElectraNER(TokenClassifierPipe):
-    def __init__(self, vocab, model: Model, name: str = "electra_ner", *, labels: Optional[Sequence[str]] = None) -> None:
-        super().__init__(vocab, model, name, labels=labels)
+    def __init__(
+        self,
+        vocab,
+        model: Model,
+        name: str = "electra_ner",
+        *,
+        labels: Optional[Sequence[str]] = None,
+        overwrite: bool = False,
+        normalize: bool = False,
+        scorer: Optional[Callable] = get_ner_prf,
+    ) -> None:
+        super().__init__(vocab, model, name, labels=labels, scorer=scorer, normalize=normalize, overwrite=overwrite)
 
     @property
     def tag_names(self) -> List[str]:
@@ -43,6 +68,7 @@ class ElectraNER(TokenClassifierPipe):
         return [tag if tag not in (None, "", "-") else None for tag in example.get_aligned_ner()]
 
     def predict(self, docs: Iterable[Doc]) -> List[np.ndarray]:
+        """Best valid BILUO path (tag ids) per doc."""
         docs = list(docs)
         if not docs:
             return []
@@ -53,16 +79,15 @@ class ElectraNER(TokenClassifierPipe):
             shifted = logits - logits.max(axis=-1, keepdims=True)  # stable log-softmax
             log_probs = ops.to_numpy(shifted - ops.xp.log(ops.xp.exp(shifted).sum(axis=-1, keepdims=True)))
             forced = np.zeros(len(doc), dtype=bool)
-            for ent in doc.ents:
-                forced[ent.start : ent.end] = True
+            if not self.cfg["overwrite"]:
+                for ent in doc.ents:
+                    forced[ent.start : ent.end] = True
             paths.append(viterbi(log_probs, allowed, starts, ends, forced))
         return paths
 
     def set_annotations(self, docs: Iterable[Doc], paths: List[np.ndarray]) -> None:
         tags = self.tag_names
         for doc, path in zip(docs, paths):
-            predicted = [Span(doc, s, e, label=label) for s, e, label in spans_from_biluo([tags[i] for i in path])]
-            doc.set_ents(list(doc.ents) + predicted, default="outside")
-
-    def score(self, examples: Iterable[Example], **kwargs) -> dict:
-        return get_ner_prf(examples, **kwargs)
+            predicted = spans_from_biluo(doc, [tags[i] for i in path])
+            kept = [] if self.cfg["overwrite"] else list(doc.ents)
+            doc.set_ents(kept + predicted, default="outside")

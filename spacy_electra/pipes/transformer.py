@@ -4,6 +4,10 @@ Prediction writes ``doc._.trf_data`` (spacy-transformers' ``TransformerData``). 
 the outputs and one backprop callback go to every listener of the downstream components; the
 last listener to backprop runs the encoder's backward pass and its optimizer step, as in
 spacy-transformers, so the encoder runs once per batch whatever the number of heads.
+
+``nlp.replace_listeners`` gives a listening component its own copy of the encoder (to freeze or
+source it): the model carries the ``replace_listener`` / ``replace_listener_cfg`` hooks that
+spaCy calls (``layers/listeners.py``).
 """
 
 from typing import Callable, Dict, Iterable, List, Optional
@@ -18,7 +22,8 @@ from spacy_transformers.layers.listener import TransformerListener
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from transformers.utils import ModelOutput
 
-from ..layers.listeners import ElectraTransformerListener
+from ..layers.listeners import ElectraTransformerListener, replace_listener, replace_listener_cfg
+from .heads import check_checkpoint, refuse_rehearsal
 
 DEFAULT_CONFIG = """
 [model]
@@ -50,6 +55,9 @@ class ElectraTransformer(TrainablePipe):
         self.name = name
         self.cfg = {"keep_trf_data": keep_trf_data}
         self.listener_map: Dict[str, List[Model]] = {}
+        # Hooks for nlp.replace_listeners, as spacy-transformers' encoder model has them.
+        self.model.attrs["replace_listener"] = replace_listener
+        self.model.attrs["replace_listener_cfg"] = replace_listener_cfg
 
     # -- listeners ----------------------------------------------------------------------------
     @property
@@ -185,8 +193,12 @@ class ElectraTransformer(TrainablePipe):
         """No loss of its own: the listeners' heads provide the gradient (see ``update``)."""
         return None
 
+    def rehearse(self, examples, *, drop=0.0, sgd=None, losses=None):
+        refuse_rehearsal(self.name)
+
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the checkpoint's weights and vocabulary, then link the downstream listeners."""
+        check_checkpoint(self.model, f"[components.{self.name}.model]")
         self.model.initialize()
         if nlp is not None:
             for i, (_, component) in enumerate(nlp.pipeline):
