@@ -110,7 +110,7 @@ def main() -> None:
     overrides = {
         "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"),
         "paths.checkpoint": str(work / "ckpt"),
-        "components.tagger.model.encoder.mixed_precision": args.gpu_id >= 0,
+        "components.tagger.model.tok2vec.mixed_precision": args.gpu_id >= 0,
         "training.max_steps": args.steps, "training.max_epochs": 0, "training.eval_frequency": args.steps // 3,
         "training.optimizer.learn_rate.warmup_steps": 10,
         "training.optimizer.learn_rate.total_steps": args.steps,

@@ -43,9 +43,14 @@ def export(
 ) -> None:
     """Re-write a checkpoint (e.g. a pytorch_model.bin one) as safetensors in HF layout."""
     from .model import load_checkpoint, save_checkpoint
-    from .model.checkpoint import resolve_checkpoint
+    from .model.checkpoint import CheckpointError, resolve_checkpoint
     from .pieces import WordPieceEncoder
 
+    if not checkpoint.strip():
+        raise CheckpointError(
+            "No checkpoint given (empty string). In the spacy project workflow `finetune`, set one: "
+            "--vars.checkpoint /path/to/folder or a Hugging Face Hub id."
+        )
     source = resolve_checkpoint(checkpoint)
     vocab = WordPieceEncoder.from_directory(source) if (source / "vocab.txt").exists() else None
     save_checkpoint(load_checkpoint(source), output, vocab=vocab)
@@ -70,6 +75,11 @@ from .pretrain.commands import OVERRIDE_SETTINGS, pretrain_command, vocab_comman
 app.command("convert")(convert_command)
 app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
 app.command("vocab")(vocab_command)
+
+from .workflow.commands import app as _workflow_app  # noqa: E402
+
+for _command in _workflow_app.registered_commands:
+    app.registered_commands.append(_command)
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def run_demo(output: Path, data: Optional[Path], pretrain_steps: int = 60, finet
     checkpoint = work / "pretrain" / "discriminator"
     typer.echo(f"3. fine-tuning electra_ner from {checkpoint}")
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_ner", config={"model": {"encoder": {"checkpoint": str(checkpoint), "layer_lr_decay": 0.8}}})
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": {"checkpoint": str(checkpoint), "layer_lr_decay": 0.8}}})
     train, dev = _ner_examples(nlp, data)
     optimizer = nlp.initialize(lambda: train)
     optimizer.learn_rate = 1e-3

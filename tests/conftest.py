@@ -68,6 +68,13 @@ def make_hf_checkpoint(
     return model
 
 
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch):
+    """No test reaches the internet: the Hugging Face Hub is offline unless a test (the fake-hub
+    tests) sets its own endpoint and clears this."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models run fastest, and do not fight other processes for cores, on one thread."""

@@ -28,7 +28,7 @@ def test_console_script_prints_only_the_line_on_stderr(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "spacy_electra", "info", str(tmp_path / "absent")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.startswith(f"Error: Checkpoint '{tmp_path / 'absent'}' is neither a local folder")
+    assert proc.stderr.startswith(f"Error: '{tmp_path / 'absent'}' is neither an existing local folder")
     assert proc.stderr.count("\n") == 1
 
 

@@ -36,8 +36,8 @@ def shared_pipeline(tmp_path_factory):
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(path), "window": 16, "stride": 12}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
-    nlp.add_pipe("electra_ner", config={"model": {"encoder": listener}})
-    nlp.add_pipe("electra_textcat", config={"model": {"encoder": listener}})
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
+    nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
     examples = []
     for doc in random_docs(nlp, 8, seed=1):
         ref = doc.copy()

@@ -21,7 +21,7 @@ def nlp(tmp_path_factory):
     nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(path), "window": 12, "stride": 8}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     for name in ("electra_tagger", "electra_ner", "electra_textcat"):
-        nlp.add_pipe(name, config={"model": {"encoder": listener}})
+        nlp.add_pipe(name, config={"model": {"tok2vec": listener}})
     words = ["the", "city", "of", "london", "."]
     ref = Doc(nlp.vocab, words=words, tags=["DT", "NN", "IN", "NNP", "."])
     ref.ents = [Span(ref, 3, 4, label="LOC")]

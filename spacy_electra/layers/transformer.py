@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
 from ..model import load_checkpoint
-from ..model.checkpoint import CheckpointError, resolve_checkpoint
+from ..model.checkpoint import CheckpointError, load_wordpiece, resolve_checkpoint
 from ..pieces import WordPieceEncoder
 from ..windows import check_window, make_window_batch
 from ..model.windowed import WindowedEncoder
@@ -170,7 +170,7 @@ def ElectraTransformer_v1(
 def _local_config(checkpoint: str) -> Dict[str, Any]:
     """config.json of the checkpoint if it is already on disk; {} otherwise (checked at init)."""
     try:
-        return json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
+        return json.loads((resolve_checkpoint(checkpoint, local_files_only=True) / "config.json").read_text())
     except (CheckpointError, OSError, ValueError):
         return {}
 
@@ -197,12 +197,13 @@ def init(model: ElectraTransformerModel, X: Optional[List[Doc]] = None, Y=None) 
         directory = resolve_checkpoint(checkpoint)
     except CheckpointError as err:
         raise CheckpointError(
-            f"{err} To use your own model, set `checkpoint` in the component's model config, e.g. "
-            "[components.electra_transformer.model] checkpoint = \"/path/to/checkpoint\"."
+            f"{err} To use another model, set `checkpoint` in the encoder's model config "
+            "(e.g. --paths.checkpoint /path/to/checkpoint with the shipped configs)."
         ) from None
     encoder = load_checkpoint(directory, kind="encoder")
     check_window(model.attrs["window"], model.attrs["stride"], encoder.config.max_position_embeddings)
-    set_encoder(model, WindowedEncoder(encoder, WordPieceEncoder.from_directory(directory)))
+    wordpiece = load_wordpiece(directory, vocab_size=encoder.config.vocab_size)
+    set_encoder(model, WindowedEncoder(encoder, wordpiece))
     return model
 
 

@@ -23,6 +23,10 @@ def pretrain_command(
                                        exists=True, dir_okay=False),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: logs, checkpoints, exported models."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoints/last.pt."),
+    resume_if_found: bool = typer.Option(
+        False, "--resume-if-found",
+        help="Continue from OUTPUT/checkpoints/last.pt when it exists, else start (for workflows that rerun).",
+    ),
 ) -> None:
     """Pretrain ELECTRA (replaced-token detection) or the same-size MLM control.
 
@@ -31,14 +35,13 @@ def pretrain_command(
     for several processes; training.batch_size is the global batch.
     """
     from .config import load_config, parse_overrides
-    from .trainer import pretrain
+    from .trainer import CHECKPOINT, pretrain
 
     config = load_config(config_path, parse_overrides(ctx.args))
+    resume = resume or (resume_if_found and (output / CHECKPOINT).exists())
     last = pretrain(config, output, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
         return
-    from .trainer import CHECKPOINT
-
     exported = [p for p in ("discriminator", "generator", "mlm") if (output / p / "config.json").exists()]
     logs = f"log {output / 'train_log.jsonl'}, training state {output / CHECKPOINT}"
     if exported and last.get("step", config.training.max_steps) == config.training.max_steps:
