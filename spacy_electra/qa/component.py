@@ -367,3 +367,6 @@ def gold_token_spans(eg: Example) -> List[Optional[tuple]]:
         span = eg.predicted.char_span(ref.start_char, ref.end_char, alignment_mode="expand")
         spans.append((span.start, span.end) if span is not None and len(span) else None)
     return spans
+
+
+install_extensions()  # importing the module is enough to set doc._.questions before a pipeline exists
