@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import spacy
 import torch
-from spacy.tokens import Doc
 
 import spacy_electra.qa  # noqa: F401  (registers the factory and architecture)
 from spacy_electra.qa.architecture import encode_tasks, get_module

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from itertools import islice
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from spacy.language import Language
