@@ -161,6 +161,14 @@ def test_export_loads_in_transformers_with_no_missing_keys(random_qa, tmp_path):
     assert back.config.null_score_diff_threshold == 1.5
     tokenizer = transformers.ElectraTokenizerFast.from_pretrained(out)
     assert tokenizer("where is paris")["input_ids"][0] == get_module(qa.model).wordpiece.cls_id
+    again = qa_pipeline(out)
+    again.initialize()
+    assert again.get_pipe("electra_span_qa").cfg["null_threshold"] == 1.5  # the threshold travels with the export
+    explicit = spacy.blank("en")
+    explicit.add_pipe("electra_span_qa", config={"model": {"checkpoint": str(out), **SMALL}, "null_threshold": -2.0})
+    explicit.initialize()
+    assert explicit.get_pipe("electra_span_qa").cfg["null_threshold"] == -2.0  # a configured value wins
+    qa.cfg["null_threshold"] = 0.0
 
 
 def test_trained_component_exports_what_it_predicts(tmp_path):

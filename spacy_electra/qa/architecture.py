@@ -131,7 +131,9 @@ def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
         raise CheckpointError(
             f"{err} To use your own model, set `checkpoint` in [components.electra_span_qa.model]."
         ) from None
-    encoder, head, _ = load_encoder_and_head(directory, "qa_outputs")
+    encoder, head, raw_config = load_encoder_and_head(directory, "qa_outputs")
+    # An exported electra_span_qa (or an HF folder that records it) carries its no-answer threshold.
+    model.attrs["checkpoint_null_threshold"] = raw_config.get("null_score_diff_threshold")
     if encoder.config.max_position_embeddings < model.attrs["max_length"]:
         raise ValueError(
             f"max_length={model.attrs['max_length']} exceeds max_position_embeddings="

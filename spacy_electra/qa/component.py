@@ -20,6 +20,8 @@ maximises F1 on the dev questions (the official script's ``best_f1_thresh``), so
 ``model-best``/``model-last`` carries the threshold fitted at its own evaluation. A loaded
 pipeline never refits it in ``score`` (``spacy evaluate`` on test data stays honest); call
 ``fit_threshold(examples)`` to fit it explicitly, e.g. for an HF checkpoint used without training.
+With ``null_threshold = null`` (the default) ``initialize`` takes the checkpoint's
+``null_score_diff_threshold`` (which ``export_span_qa`` writes), else 0.0 (HF's rule).
 """
 from __future__ import annotations
 
@@ -120,12 +122,13 @@ def questions_of(doc: Doc) -> Optional[List[str]]:
         "spans_key": "qa",
         "n_best": 20,
         "max_answer_pieces": 30,
-        "null_threshold": 0.0,
+        "null_threshold": None,
     },
     default_score_weights={"qa_f1": 1.0, "qa_exact": 0.0, "qa_has_ans_f1": None, "qa_no_ans_acc": None},
 )
 def make_electra_span_qa(
-    nlp: Language, name: str, model: Model, spans_key: str, n_best: int, max_answer_pieces: int, null_threshold: float
+    nlp: Language, name: str, model: Model, spans_key: str, n_best: int, max_answer_pieces: int,
+    null_threshold: Optional[float],
 ) -> "ElectraSpanQA":
     return ElectraSpanQA(
         nlp.vocab, model, name, spans_key=spans_key, n_best=n_best, max_answer_pieces=max_answer_pieces,
@@ -143,7 +146,7 @@ class ElectraSpanQA(TrainablePipe):
         spans_key: str = "qa",
         n_best: int = 20,
         max_answer_pieces: int = 30,
-        null_threshold: float = 0.0,
+        null_threshold: Optional[float] = None,
         tokenizer: Optional[Callable[[str], Doc]] = None,
     ) -> None:
         if n_best < 1 or max_answer_pieces < 1:
@@ -156,10 +159,19 @@ class ElectraSpanQA(TrainablePipe):
             "spans_key": spans_key,
             "n_best": n_best,
             "max_answer_pieces": max_answer_pieces,
-            "null_threshold": float(null_threshold),
+            "null_threshold": None if null_threshold is None else float(null_threshold),
         }
         self._tokenizer = tokenizer
         self._learn_threshold = False  # set by update(): evaluations during training refit it
+
+    @property
+    def null_threshold(self) -> float:
+        """No answer when ``null_score - score`` exceeds this. Configured, fitted on dev, or
+        (config ``null_threshold = null``, the default) read at ``initialize`` from the
+        checkpoint's ``null_score_diff_threshold`` (written by ``export_span_qa``), else 0.0,
+        HF's default rule."""
+        value = self.cfg["null_threshold"]
+        return 0.0 if value is None else value
 
     # -- prediction ---------------------------------------------------------------------------
     def __call__(self, doc: Doc) -> Doc:
@@ -237,7 +249,7 @@ class ElectraSpanQA(TrainablePipe):
             flat, rows, [ops.to_numpy(x) for x in logits],
             n_best=self.cfg["n_best"], max_answer_pieces=self.cfg["max_answer_pieces"],
         )
-        threshold = self.cfg["null_threshold"]
+        threshold = self.null_threshold
         results, k = [], 0
         for doc_tasks, doc_questions in zip(tasks, questions):
             owner = piece_tokens(doc_tasks[0].context) if doc_tasks else None
@@ -300,6 +312,8 @@ class ElectraSpanQA(TrainablePipe):
         ElectraForQuestionAnswering)."""
         validate_get_examples(get_examples, "ElectraSpanQA.initialize")
         self.model.initialize()
+        if self.cfg["null_threshold"] is None:
+            self.cfg["null_threshold"] = float(self.model.attrs.get("checkpoint_null_threshold") or 0.0)
         if nlp is not None and self._tokenizer is None:
             self._tokenizer = nlp.tokenizer
 
@@ -313,11 +327,11 @@ class ElectraSpanQA(TrainablePipe):
         scored = self._scored_questions(list(examples))
         if self._learn_threshold and scored:
             self.cfg["null_threshold"] = float(best_threshold(scored, "f1")[0])
-        scores = squad_scores(scored, self.cfg["null_threshold"]) if scored else {}
+        scores = squad_scores(scored, self.null_threshold) if scored else {}
         out: Dict[str, Optional[float]] = {
             f"qa_{k}": scores.get(k) for k in ("exact", "f1", "has_ans_exact", "has_ans_f1", "no_ans_acc")
         }
-        out["qa_null_threshold"] = self.cfg["null_threshold"]
+        out["qa_null_threshold"] = self.null_threshold
         return out
 
     def fit_threshold(self, examples: Iterable[Example]) -> float:

@@ -30,6 +30,6 @@ def export_span_qa(pipeline_or_component: Union[Language, ElectraSpanQA], output
         head_state=module.head_state(),
         config_updates={
             "architectures": ["ElectraForQuestionAnswering"],
-            "null_score_diff_threshold": component.cfg["null_threshold"],
+            "null_score_diff_threshold": component.null_threshold,
         },
     )
