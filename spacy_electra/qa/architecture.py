@@ -1,0 +1,198 @@
+"""``spacy_electra.SpanQA.v1``: question-context rows in, start/end logits per row out.
+
+The question and the context are encoded together (``[CLS] question [SEP] window [SEP]``), so
+the component owns its encoder: a shared ``electra_transformer`` encodes the context alone and
+cannot serve extractive QA. The torch module runs through ``SpanQAShim``, which keeps it in eval
+mode except during a training forward pass, so concurrent ``predict`` calls never flip dropout
+on for each other (Thinc's own shim calls ``.eval()`` then ``.train()`` around every predict).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from ..layers.transformer import ElectraShim
+from ..model.checkpoint import CheckpointError, load_encoder_and_head, resolve_checkpoint
+from ..pieces import WordPieceEncoder
+from .features import QATask, Row, batch_rows, make_rows, window_size
+from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
+
+RowLogits = Tuple[List[Row], List[Floats2d]]  # the rows built for the tasks, (length, 2) logits each
+SpanQAModel = Model[List[QATask], RowLogits]
+
+DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
+
+
+class SpanQAShim(ElectraShim):
+    """ElectraShim (layer-wise learning-rate decay, lazy module) whose module stays in eval mode:
+    ``predict`` only adds ``no_grad``; ``begin_update`` switches dropout on for its own forward
+    pass and back off before returning (the backward pass reuses the saved dropout masks)."""
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        with torch.no_grad(), torch.autocast(device_type="cuda", enabled=self._mixed_precision):
+            return self._model(*inputs.args, **inputs.kwargs)
+
+    def begin_update(self, inputs: ArgsKwargs):
+        try:
+            return super().begin_update(inputs)
+        finally:
+            self._model.eval()
+
+
+@registry.architectures("spacy_electra.SpanQA.v1")
+def SpanQA_v1(
+    *,
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    max_length: int = 384,
+    max_query_pieces: int = 64,
+    doc_stride: int = 128,
+    max_batch_items: int = 8192,
+    layer_lr_decay: float = 1.0,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
+) -> SpanQAModel:
+    """An ELECTRA encoder with a start/end layer over question-window rows (BERT's SQuAD
+    defaults: 384 pieces per row, questions cut at 64 pieces, a window every 128 context
+    pieces). ``checkpoint`` is read at ``initialize``: a fine-tuned HF
+    ``ElectraForQuestionAnswering`` folder brings its ``qa_outputs``; any other ELECTRA folder
+    gets a freshly initialised one."""
+    if not 0.0 < layer_lr_decay <= 1.0:
+        raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
+    if max_query_pieces < 1:
+        raise ValueError(f"max_query_pieces={max_query_pieces} must be at least 1.")
+    if window_size(max_length, max_query_pieces) < 1:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for context after a question of max_query_pieces="
+            f"{max_query_pieces} pieces and [CLS]/[SEP]/[SEP]; raise max_length or lower max_query_pieces."
+        )
+    if doc_stride < 1:
+        raise ValueError(f"doc_stride={doc_stride} must be at least 1 piece.")
+    max_positions = int(_local_config(checkpoint).get("max_position_embeddings", 512))
+    if max_length > max_positions:
+        raise ValueError(f"max_length={max_length} exceeds the checkpoint's max_position_embeddings={max_positions}; lower max_length.")
+    if max_batch_items < max_length:
+        raise ValueError(f"max_batch_items={max_batch_items} cannot hold one row of max_length={max_length}; raise it.")
+    shim = SpanQAShim(
+        None,
+        mixed_precision=mixed_precision,
+        grad_scaler=PyTorchGradScaler(enabled=mixed_precision, **(grad_scaler_config or {})),
+        serialize_model=serialize_span_qa,
+        deserialize_model=deserialize_span_qa,
+    )
+    shim.layer_lr_decay = layer_lr_decay
+    return Model(
+        "electra_span_qa",
+        forward,
+        init=init,
+        shims=[shim],
+        attrs={
+            "checkpoint": str(checkpoint),
+            "max_length": max_length,
+            "max_query_pieces": max_query_pieces,
+            "doc_stride": doc_stride,
+            "max_batch_items": max_batch_items,
+        },
+    )
+
+
+def _local_config(checkpoint: str) -> Dict[str, Any]:
+    """config.json of the checkpoint when it is already on disk; {} otherwise (checked at init)."""
+    try:
+        return json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return {}
+
+
+def get_module(model: SpanQAModel) -> SpanQAModule:
+    module = model.shims[0]._model
+    if module is None:
+        raise ValueError(
+            "electra_span_qa is not initialized: run nlp.initialize() (or `spacy train`), or load a trained pipeline with spacy.load()."
+        )
+    return module
+
+
+def set_module(model: SpanQAModel, module: SpanQAModule) -> None:
+    shim = model.shims[0]
+    shim._model = module.to(shim.device).eval()
+
+
+def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
+    checkpoint = model.attrs["checkpoint"]
+    try:
+        directory = resolve_checkpoint(checkpoint)
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"{err} To use your own model, set `checkpoint` in [components.electra_span_qa.model]."
+        ) from None
+    encoder, head, raw_config = load_encoder_and_head(directory, "qa_outputs")
+    # An exported electra_span_qa (or an HF folder that records it) carries its no-answer threshold.
+    model.attrs["checkpoint_null_threshold"] = raw_config.get("null_score_diff_threshold")
+    if encoder.config.max_position_embeddings < model.attrs["max_length"]:
+        raise ValueError(
+            f"max_length={model.attrs['max_length']} exceeds max_position_embeddings="
+            f"{encoder.config.max_position_embeddings} of {directory}; lower max_length."
+        )
+    set_module(model, SpanQAModule(encoder, WordPieceEncoder.from_directory(directory), head))
+    return model
+
+
+def forward(model: SpanQAModel, tasks: List[QATask], is_train: bool):
+    module = get_module(model)
+    wp = module.wordpiece
+    rows = make_rows(tasks, max_length=model.attrs["max_length"], doc_stride=model.attrs["doc_stride"])
+    chunks = batch_rows(
+        rows, tasks, max_batch_items=model.attrs["max_batch_items"], cls_id=wp.cls_id, sep_id=wp.sep_id, pad_id=wp.pad_id
+    )
+    if not chunks:
+        return (rows, []), lambda d_logits: tasks
+    shim = model.shims[0]
+    device = shim.device
+    to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    inputs = ArgsKwargs(args=([(to_torch(c.ids), to_torch(c.types), to_torch(c.mask)) for c in chunks],), kwargs={})
+    outputs, backprop_torch = shim(inputs, is_train)
+    logits: List[Optional[Floats2d]] = [None] * len(rows)
+    for chunk, output in zip(chunks, outputs):
+        array = torch2xp(output)
+        for b, r in enumerate(chunk.rows):
+            logits[r] = array[b, : rows[r].length]
+
+    def backprop(d_logits: List[Floats2d]) -> List[QATask]:
+        grads = []
+        for chunk, output in zip(chunks, outputs):
+            grad = model.ops.alloc3f(*output.shape)
+            for b, r in enumerate(chunk.rows):
+                grad[b, : rows[r].length] = model.ops.asarray(d_logits[r])
+            grads.append(xp2torch(grad, device=device))
+        backprop_torch(ArgsKwargs(args=(outputs,), kwargs={"grad_tensors": tuple(grads)}))
+        return tasks
+
+    return (rows, logits), backprop
+
+
+def encode_tasks(
+    model: SpanQAModel, contexts: List[List[str]], questions: List[List[str]]
+) -> Tuple[List[List[QATask]], List[int]]:
+    """Tasks per context (its token texts) and question; returns them with the piece count of
+    every question before truncation to ``max_query_pieces`` (so callers can warn)."""
+    wp = get_module(model).wordpiece
+    limit = model.attrs["max_query_pieces"]
+    pieces = wp.encode_batch(contexts)
+    flat = [q for qs in questions for q in qs]
+    query_ids = wp.encode_texts(flat) if flat else []
+    tasks, lengths, k = [], [], 0
+    for context, qs in zip(pieces, questions):
+        doc_tasks = []
+        for _ in qs:
+            ids = np.asarray(query_ids[k], dtype=np.int32)
+            lengths.append(len(ids))
+            doc_tasks.append(QATask(context, ids[:limit]))
+            k += 1
+        tasks.append(doc_tasks)
+    return tasks, lengths
