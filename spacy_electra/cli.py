@@ -22,7 +22,7 @@ app.callback()(verbose_option)
 
 
 @app.command("info")
-def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or cached hub id.")) -> None:
+def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or hub id.")) -> None:
     """Load a checkpoint and print its kind, shape and parameter count."""
     from .model import load_checkpoint
 
@@ -38,10 +38,11 @@ def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or c
 
 @app.command("export")
 def export(
-    checkpoint: str = typer.Argument(..., help="Local HF-format folder or cached hub id."),
+    checkpoint: str = typer.Argument(..., help="Local HF-format folder, hub id, or a trained spaCy pipeline with electra_span_qa."),
     output: Path = typer.Argument(..., help="Folder to write (config.json, model.safetensors, vocab)."),
 ) -> None:
-    """Re-write a checkpoint (e.g. a pytorch_model.bin one) as safetensors in HF layout."""
+    """Re-write a checkpoint (e.g. a pytorch_model.bin one) as safetensors in HF layout, or export a
+    pipeline's electra_span_qa as an HF ElectraForQuestionAnswering folder."""
     from .model import load_checkpoint, save_checkpoint
     from .model.checkpoint import CheckpointError, resolve_checkpoint
     from .pieces import WordPieceEncoder
@@ -51,6 +52,14 @@ def export(
             "No checkpoint given (empty string). In the spacy project workflow `finetune`, set one: "
             "--vars.checkpoint /path/to/folder or a Hugging Face Hub id."
         )
+    if (Path(checkpoint) / "config.cfg").exists() and (Path(checkpoint) / "meta.json").exists():
+        import spacy
+
+        from .qa import export_span_qa
+
+        export_span_qa(spacy.load(checkpoint), output)
+        typer.echo(f"Wrote {output} (ElectraForQuestionAnswering)")
+        return
     source = resolve_checkpoint(checkpoint)
     vocab = WordPieceEncoder.from_directory(source) if (source / "vocab.txt").exists() else None
     save_checkpoint(load_checkpoint(source), output, vocab=vocab)

@@ -487,6 +487,7 @@ class ConvertKind(str, Enum):
     ner = "ner"
     conllu = "conllu"
     textcat = "textcat"
+    squad = "squad"
 
 
 def _parse_mapping(value: str) -> Dict[str, str]:
@@ -497,7 +498,7 @@ def _parse_mapping(value: str) -> Dict[str, str]:
 
 
 def convert_command(
-    kind: ConvertKind = typer.Argument(..., help="ner (CoNLL-2003 / WNUT-17), conllu (UD) or textcat (TSV)."),
+    kind: ConvertKind = typer.Argument(..., help="ner (CoNLL-2003 / WNUT-17), conllu (UD), textcat (TSV) or squad (SQuAD 1.1/2.0 JSON)."),
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="File to convert."),
     output_path: Path = typer.Argument(..., help="The .spacy file to write."),
     n_sents: int = typer.Option(10, "--n-sents", "-n", min=0, help="ner/conllu: sentences per doc (0 = no limit); "
@@ -511,10 +512,16 @@ def convert_command(
     label_map: Optional[str] = typer.Option(None, help="textcat: rename labels, e.g. 0=negative,1=positive."),
     multilabel: bool = typer.Option(False, "--multilabel", help="textcat: comma-separated labels per row."),
 ) -> None:
-    """Convert CoNLL NER, CoNLL-U or tab-separated text/label files to a .spacy DocBin.
+    """Convert CoNLL NER, CoNLL-U, tab-separated text/label files or SQuAD JSON to a .spacy DocBin.
 
     A malformed input is a ConversionError naming the file and line; the command line reports
     it in one line (spacy_electra.cli_errors) and writes no .spacy file."""
+    if kind == ConvertKind.squad:
+        from .qa.convert import convert_squad
+
+        report = convert_squad(input_path, output_path)
+        typer.echo(f"Wrote {output_path}: {report.summary()}.")
+        return
     if kind == ConvertKind.ner:
         docs = conll_ner_to_docs(input_path, n_sents_per_doc=n_sents)
     elif kind == ConvertKind.conllu:

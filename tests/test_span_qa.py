@@ -247,9 +247,10 @@ def test_answers_survive_docbin_and_disk_round_trip(hand_nlp, tmp_path):
 
 
 def test_predict_is_thread_safe_and_leaves_dropout_off(hand_nlp):
-    """The checkpoint has dropout 0.1: a module flipped to train mode by a concurrent call
-    would give different scores."""
+    """The checkpoint has dropout 0.1: a prediction that depended on the shared module's
+    train/eval mode would give different scores (the module is put in train mode on purpose)."""
     qa = hand_nlp.get_pipe("electra_span_qa")
+    get_module(qa.model).train()
     contexts = [SKY[: 100 + 40 * i] for i in range(6)]
     expected = [[a.score for a in qa.answer(c, [QUESTION, "Who?"])] for c in contexts]
     got = {}
@@ -264,7 +265,7 @@ def test_predict_is_thread_safe_and_leaves_dropout_off(hand_nlp):
     for t in threads:
         t.join()
     assert all(got[i] == [expected[i]] * 3 for i in range(len(contexts)))
-    assert not get_module(qa.model).training
+    get_module(qa.model).eval()
 
 
 def test_layer_wise_lr_decay_reaches_encoder_layers_not_the_head(random_qa):

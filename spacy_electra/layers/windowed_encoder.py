@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import srsly
 import torch
@@ -41,14 +41,23 @@ def serialize_windowed_encoder(module: Optional[WindowedEncoder]) -> bytes:
             "The ELECTRA encoder has no weights yet: call nlp.initialize() (or `spacy train`) "
             "before saving the pipeline."
         )
-    wp = module.wordpiece
-    state = {k: v.detach().cpu().contiguous() for k, v in module.encoder.state_dict().items()}
+    return serialize_encoder_blob(module.encoder, module.wordpiece)
+
+
+def serialize_encoder_blob(
+    encoder: ElectraEncoder, wordpiece: WordPieceEncoder, head: Optional[Dict[str, torch.Tensor]] = None
+) -> bytes:
+    """The blob of an encoder, its vocabulary and optionally a task head's tensors (kept apart,
+    under ``head``, so an encoder-only blob is byte-for-byte what it always was)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     msg: Dict[str, Any] = {
-        "config": module.config.to_hf_dict(module.encoder.kind),
-        "vocab": wp.vocab,
-        "tokenizer": wp.tokenizer_config(),
+        "config": encoder.config.to_hf_dict(encoder.kind),
+        "vocab": wordpiece.vocab,
+        "tokenizer": wordpiece.tokenizer_config(),
         "weights": save_safetensors(state),
     }
+    if head is not None:
+        msg["head"] = save_safetensors({k: v.detach().cpu().contiguous() for k, v in head.items()})
     msg["sha256"] = _checksum(msg)
     return srsly.msgpack_dumps(msg)
 
@@ -58,7 +67,8 @@ def _checksum(msg: Dict[str, Any]) -> str:
     weight bytes, each length-prefixed so no two different contents hash alike."""
     meta = json.dumps([msg["config"], msg["vocab"], msg["tokenizer"]], sort_keys=True).encode("utf8")
     digest = hashlib.sha256()
-    for part in (meta, bytes(msg["weights"])):
+    parts = [meta, bytes(msg["weights"])] + ([bytes(msg["head"])] if "head" in msg else [])
+    for part in parts:
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
@@ -67,14 +77,25 @@ def _checksum(msg: Dict[str, Any]) -> str:
 def deserialize_windowed_encoder(
     module: Optional[WindowedEncoder], data: bytes, device: torch.device
 ) -> WindowedEncoder:
-    try:
-        encoder, wordpiece = _checked_encoder(data)
-    except (FileProblem, VocabError) as err:
-        raise CheckpointError(f"{str(err).rstrip('.')}. {_FIX}") from None
+    encoder, wordpiece, _ = deserialize_encoder_blob(data)
     return WindowedEncoder(encoder, wordpiece).to(device)
 
 
-def _checked_encoder(data: bytes):
+HeadShapes = Callable[[ElectraConfig], Dict[str, Tuple[int, ...]]]
+
+
+def deserialize_encoder_blob(
+    data: bytes, head_shapes: Optional[HeadShapes] = None
+) -> Tuple[ElectraEncoder, WordPieceEncoder, Dict[str, torch.Tensor]]:
+    """Encoder, vocabulary and head tensors of a blob, each checked before anything is built.
+    ``head_shapes(config)`` gives the head tensors a blob must hold (None: no head)."""
+    try:
+        return _checked_encoder(data, head_shapes)
+    except (FileProblem, VocabError) as err:
+        raise CheckpointError(f"{str(err).rstrip('.')}. {_FIX}") from None
+
+
+def _checked_encoder(data: bytes, head_shapes: Optional[HeadShapes] = None):
     with reading(SOURCE):
         msg = srsly.msgpack_loads(data)
         if not isinstance(msg, dict):
@@ -119,6 +140,25 @@ def _checked_encoder(data: bytes):
     except (SafetensorError, ValueError) as err:
         raise FileProblem(f"{SOURCE} has unreadable weights ({err})") from None
     check_finite(state.items(), SOURCE)
+    head: Dict[str, torch.Tensor] = {}
+    if head_shapes is not None:
+        head = _checked_head(msg.get("head"), head_shapes(config))
     encoder = ElectraEncoder(config)
     encoder.load_state_dict({k: v.float() for k, v in state.items()})
-    return encoder, wordpiece
+    return encoder, wordpiece, head
+
+
+def _checked_head(data: Any, expected: Dict[str, Tuple[int, ...]]) -> Dict[str, torch.Tensor]:
+    if not isinstance(data, bytes):
+        raise FileProblem(f"{SOURCE} has no task-head weights")
+    header = safetensors_header_from_bytes(data, SOURCE)
+    check_dtypes(header, SOURCE, _NOTHING_IGNORED)
+    if set(header) != set(expected):
+        raise FileProblem(f"{SOURCE} has head weights {sorted(header)}, expected {sorted(expected)}")
+    compare_shapes(expected, {k: shape for k, (_, shape) in header.items()}, "its config", SOURCE)
+    try:
+        head = load_safetensors(data)
+    except (SafetensorError, ValueError) as err:
+        raise FileProblem(f"{SOURCE} has unreadable head weights ({err})") from None
+    check_finite(head.items(), SOURCE)
+    return {k: v.float() for k, v in head.items()}

@@ -2,9 +2,9 @@
 
 The question and the context are encoded together (``[CLS] question [SEP] window [SEP]``), so
 the component owns its encoder: a shared ``electra_transformer`` encodes the context alone and
-cannot serve extractive QA. The torch module runs through ``SpanQAShim``, which keeps it in eval
-mode except during a training forward pass, so concurrent ``predict`` calls never flip dropout
-on for each other (Thinc's own shim calls ``.eval()`` then ``.train()`` around every predict).
+cannot serve extractive QA. The torch module runs through ``ElectraShim`` (layer-wise learning
+rate decay; dropout passed per call, so concurrent ``predict`` calls never turn dropout on for
+each other, and a forked ``n_process`` worker runs torch single-threaded).
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from ..layers.transformer import ElectraShim
-from ..model.checkpoint import CheckpointError, load_encoder_and_head, resolve_checkpoint
-from ..pieces import WordPieceEncoder
+from ..model.checkpoint import CheckpointError, load_encoder_and_head, load_wordpiece, resolve_checkpoint
 from .features import QATask, Row, batch_rows, make_rows, window_size
 from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
 
@@ -27,22 +26,6 @@ RowLogits = Tuple[List[Row], List[Floats2d]]  # the rows built for the tasks, (l
 SpanQAModel = Model[List[QATask], RowLogits]
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
-
-
-class SpanQAShim(ElectraShim):
-    """ElectraShim (layer-wise learning-rate decay, lazy module) whose module stays in eval mode:
-    ``predict`` only adds ``no_grad``; ``begin_update`` switches dropout on for its own forward
-    pass and back off before returning (the backward pass reuses the saved dropout masks)."""
-
-    def predict(self, inputs: ArgsKwargs) -> Any:
-        with torch.no_grad(), torch.autocast(device_type="cuda", enabled=self._mixed_precision):
-            return self._model(*inputs.args, **inputs.kwargs)
-
-    def begin_update(self, inputs: ArgsKwargs):
-        try:
-            return super().begin_update(inputs)
-        finally:
-            self._model.eval()
 
 
 @registry.architectures("spacy_electra.SpanQA.v1")
@@ -78,7 +61,7 @@ def SpanQA_v1(
         raise ValueError(f"max_length={max_length} exceeds the checkpoint's max_position_embeddings={max_positions}; lower max_length.")
     if max_batch_items < max_length:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one row of max_length={max_length}; raise it.")
-    shim = SpanQAShim(
+    shim = ElectraShim(
         None,
         mixed_precision=mixed_precision,
         grad_scaler=PyTorchGradScaler(enabled=mixed_precision, **(grad_scaler_config or {})),
@@ -104,7 +87,7 @@ def SpanQA_v1(
 def _local_config(checkpoint: str) -> Dict[str, Any]:
     """config.json of the checkpoint when it is already on disk; {} otherwise (checked at init)."""
     try:
-        return json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
+        return json.loads((resolve_checkpoint(checkpoint, local_files_only=True) / "config.json").read_text())
     except (CheckpointError, OSError, ValueError):
         return {}
 
@@ -120,7 +103,7 @@ def get_module(model: SpanQAModel) -> SpanQAModule:
 
 def set_module(model: SpanQAModel, module: SpanQAModule) -> None:
     shim = model.shims[0]
-    shim._model = module.to(shim.device).eval()
+    shim._model = module.to(shim.device)
 
 
 def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
@@ -139,7 +122,8 @@ def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
             f"max_length={model.attrs['max_length']} exceeds max_position_embeddings="
             f"{encoder.config.max_position_embeddings} of {directory}; lower max_length."
         )
-    set_module(model, SpanQAModule(encoder, WordPieceEncoder.from_directory(directory), head))
+    wordpiece = load_wordpiece(directory, vocab_size=encoder.config.vocab_size)
+    set_module(model, SpanQAModule(encoder, wordpiece, head))
     return model
 
 
@@ -155,7 +139,9 @@ def forward(model: SpanQAModel, tasks: List[QATask], is_train: bool):
     shim = model.shims[0]
     device = shim.device
     to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    inputs = ArgsKwargs(args=([(to_torch(c.ids), to_torch(c.types), to_torch(c.mask)) for c in chunks],), kwargs={})
+    inputs = ArgsKwargs(
+        args=([(to_torch(c.ids), to_torch(c.types), to_torch(c.mask)) for c in chunks],), kwargs={"dropout": is_train}
+    )
     outputs, backprop_torch = shim(inputs, is_train)
     logits: List[Optional[Floats2d]] = [None] * len(rows)
     for chunk, output in zip(chunks, outputs):

@@ -1,16 +1,15 @@
 """The torch side of ``electra_span_qa``: an ELECTRA encoder with HF's ``qa_outputs`` layer
-(hidden -> 2: start and end logit per piece), and its serialisation for Thinc's shim (config,
-vocabulary and safetensors weights in one msgpack blob: no pickle)."""
+(hidden -> 2: start and end logit per piece), and its serialisation for Thinc's shim: the
+encoder blob of ``layers/windowed_encoder.py`` (config, vocabulary, safetensors weights, SHA-256,
+validated before anything is built) with ``qa_outputs`` as its head: no pickle."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-import srsly
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
+from ..layers.windowed_encoder import deserialize_encoder_blob, serialize_encoder_blob
 from ..model import ElectraConfig, ElectraEncoder
 from ..pieces import WordPieceEncoder
 
@@ -37,9 +36,13 @@ class SpanQAModule(nn.Module):
     def config(self) -> ElectraConfig:
         return self.encoder.config
 
-    def forward(self, chunks: List[RowArrays]) -> Tuple[Tensor, ...]:
-        """(B, L, 2) start/end logits per chunk, in fp32."""
-        return tuple(self.qa_outputs(self.encoder.encode(ids, mask, types)).float() for ids, types, mask in chunks)
+    def forward(self, chunks: List[RowArrays], *, dropout: bool = False) -> Tuple[Tensor, ...]:
+        """(B, L, 2) start/end logits per chunk, in fp32. Dropout is an argument, not module
+        state, so one module can serve several threads (see ``model/layers.py``)."""
+        return tuple(
+            self.qa_outputs(self.encoder.encode(ids, mask, types, dropout=dropout)).float()
+            for ids, types, mask in chunks
+        )
 
     def head_state(self) -> Dict[str, Tensor]:
         """The head in HF's key layout, for ``save_checkpoint(head_state=...)``."""
@@ -47,31 +50,20 @@ class SpanQAModule(nn.Module):
 
 
 def serialize_span_qa(module: Optional[SpanQAModule]) -> bytes:
+    """The encoder blob of ``electra_transformer`` (checksummed, validated on load) with the
+    ``qa_outputs`` tensors as its head."""
     if module is None:
         raise ValueError(
             "electra_span_qa has no weights yet: call nlp.initialize() (or `spacy train`) before saving the pipeline."
         )
-    wp = module.wordpiece
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    return srsly.msgpack_dumps(
-        {
-            "config": module.config.to_hf_dict("encoder"),
-            "vocab": wp.vocab,
-            "tokenizer": wp.tokenizer_config(),
-            "weights": save_safetensors(state),
-        }
-    )
+    head = {k: v for k, v in module.qa_outputs.state_dict().items()}
+    return serialize_encoder_blob(module.encoder, module.wordpiece, head=head)
+
+
+def _head_shapes(config: ElectraConfig) -> Dict[str, Tuple[int, ...]]:
+    return {"weight": (2, config.hidden_size), "bias": (2,)}
 
 
 def deserialize_span_qa(module: Optional[SpanQAModule], data: bytes, device: torch.device) -> SpanQAModule:
-    msg = srsly.msgpack_loads(data)
-    settings = msg["tokenizer"]
-    wordpiece = WordPieceEncoder(
-        msg["vocab"],
-        lowercase=settings["do_lower_case"],
-        strip_accents=settings["strip_accents"],
-        tokenize_chinese_chars=settings["tokenize_chinese_chars"],
-    )
-    loaded = SpanQAModule(ElectraEncoder(ElectraConfig.from_hf_dict(msg["config"])), wordpiece)
-    loaded.load_state_dict(load_safetensors(msg["weights"]))
-    return loaded.to(device).eval()
+    encoder, wordpiece, head = deserialize_encoder_blob(data, head_shapes=_head_shapes)
+    return SpanQAModule(encoder, wordpiece, head=head).to(device)
