@@ -1,5 +1,5 @@
 # Two entry points, both self-contained on a fresh machine:
-#   make main   - the most complete end-to-end job the package can run
+#   make main   - the main job: the `demo` workflow of project.yml (raw text -> packaged, evaluated pipeline)
 #   make test   - the test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 
 .PHONY: main test
 main: $(VENV)/.installed
-	$(VENV)/bin/spacy-electra demo --output training/demo
+	$(PY) -m spacy project run demo .
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -37,3 +37,14 @@ def test_schedule_refuses_a_run_without_length():
 
     with pytest.raises(ValueError, match="max_steps"):
         next(warmup_linear_fraction(initial_rate=1e-3, total_steps=0))
+
+
+def test_uninterpolated_length_initializes_but_refuses_to_train():
+    """nlp.initialize() resolves the optimizer from the raw config (spacy debug data does): the
+    schedule must build, and fail clearly only if a training step draws from it."""
+    from spacy_electra.schedules import warmup_linear_fraction
+
+    schedule = warmup_linear_fraction(initial_rate=1e-3, total_steps="${training.max_steps}")
+    assert next(schedule) == 0.0
+    with pytest.raises(ValueError, match="interpolate"):
+        next(schedule)

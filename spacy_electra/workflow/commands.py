@@ -15,12 +15,24 @@ def check_data_command(
     data_dir: Path = typer.Argument(..., help="The workflow's data folder (vars.data_dir)."),
     tasks: List[str] = typer.Option(["pretrain", "tagger", "ner", "textcat", "qa"], "--task", help="Tasks to check."),
     output: Optional[Path] = typer.Option(None, help="Write the list of checked files here (JSON)."),
+    workflow: str = typer.Option("demo", help="The workflow about to run (all refuses the demo preset)."),
+    preset: str = typer.Option("demo", help="vars.preset of that run."),
 ) -> None:
     """Fail with the missing file's name and where to get it, before any work starts."""
     import srsly
 
     from .data import DataError, check_data
 
+    if workflow == "all" and preset == "demo":
+        typer.echo(
+            "Error: the `all` workflow is the ELECTRA-small recipe for a GPU, but vars.preset is 'demo'. Run "
+            "`spacy project run all . --vars.preset small --vars.pretrain_steps 100000 --vars.pretrain_docs 0 "
+            "--vars.vocab_size 30522 --vars.train_limit 0 --vars.dev_limit 0 --vars.tagger_steps 400 "
+            "--vars.ner_steps 400 --vars.textcat_steps 600 --vars.qa_steps 470 --vars.eval_frequency 100 "
+            "--vars.gpu_id 0` (README: Workflows), or `spacy project run demo` for the CPU demo.",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         found = check_data(data_dir, tasks)
     except DataError as err:
