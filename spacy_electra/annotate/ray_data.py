@@ -6,9 +6,9 @@
 and keeps it for every batch it gets (one GPU per actor with ``num_gpus=1``). Rows keep their other
 columns, so results can be keyed by an input id whatever order Ray returns them in.
 
-``annotate --ray`` uses it shard by shard: the driver reads the input and handles rejects, shards
-and the manifest exactly as the local run does, Ray annotates each shard's records, and the
-driver puts them back in input order by id. A worker that dies is restarted and its batch retried
+``annotate --ray`` uses it a few shards at a time: the driver reads the input and handles rejects,
+shards and the manifest exactly as the local run does, Ray annotates the records of a window of
+shards, and the driver puts them back in input order by id. A worker that dies is restarted and its batch retried
 (``max_restarts`` / ``max_task_retries``); a batch's output only counts once it completes, and the
 driver checks that every id came back exactly once.
 """
@@ -113,8 +113,10 @@ def annotate_records(records: List[InputRecord], pipeline: Union[str, Path], **k
     return [out[r.id] for r in records]
 
 
-def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, workers: Optional[int], shard_size: int):
-    """The runner's backend for ``--ray``: one Ray Data job per shard, records back in input order."""
+def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, workers: Optional[int], shard_size: int,
+                window: int = 8):
+    """The runner's backend for ``--ray``: one Ray Data job per ``window`` shards (so the actors'
+    start-up, loading the pipeline, is paid once per window), records back in input order."""
     ray = _require_ray()
     if Path(pipeline).exists():
         pipeline = str(Path(pipeline).resolve())  # workers may run in another directory
@@ -126,17 +128,17 @@ def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, worke
     options = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1)
 
     def annotate_stream(records: Iterable[InputRecord]) -> Iterator:
-        shard: List[InputRecord] = []
+        chunk: List[InputRecord] = []
         for record in records:
-            if shard and record.seq // shard_size != shard[0].seq // shard_size:
-                yield from _annotated(shard)
-                shard = []
-            shard.append(record)
-        if shard:
-            yield from _annotated(shard)
+            if chunk and record.seq // shard_size - chunk[0].seq // shard_size >= window:
+                yield from _annotated(chunk)
+                chunk = []
+            chunk.append(record)
+        if chunk:
+            yield from _annotated(chunk)
 
-    def _annotated(shard: List[InputRecord]):
-        for record, result in zip(shard, annotate_records(shard, pipeline, **options)):
+    def _annotated(chunk: List[InputRecord]):
+        for record, result in zip(chunk, annotate_records(chunk, pipeline, **options)):
             yield record, None, result["record"], result["n_words"]
 
     return annotate_stream
