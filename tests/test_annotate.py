@@ -298,6 +298,8 @@ def test_cli_errors_are_one_clear_line_before_any_work(pipeline, corpus, tmp_pat
     (tmp_path / "full" / "something.txt").write_text("x")
     result = invoke(pipeline, path, tmp_path / "full")
     assert result.exit_code == 1 and "not empty and has no manifest.json" in result.output
+    result = invoke(pipeline, tmp_path, tmp_path / "out")
+    assert result.exit_code == 1 and "inside the input folder" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -18,11 +18,17 @@ pytestmark = pytest.mark.slow  # Ray start-up and one actor pool per test: about
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def marker(tmp_path_factory):
+    return tmp_path_factory.mktemp("kill") / "killed"
+
+
+@pytest.fixture(scope="module")
+def local_ray(marker):
     """Workers import this checkout's spacy_electra (and these tests) first."""
     path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "ANNOTATE_TEST_MARKER": str(marker)}
     ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+             runtime_env={"env_vars": env})
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -76,14 +82,10 @@ class DiesOnce(PipelineAnnotator):
         return super().__call__(batch)
 
 
-def test_a_worker_killed_mid_run_is_retried_with_no_record_lost_or_duplicated(local_ray, pipeline, local_output, tmp_path):
+def test_a_worker_killed_mid_run_is_retried_with_no_record_lost_or_duplicated(local_ray, marker, pipeline, local_output):
     expected = {r["id"]: r for r in read_records(local_output)}
     rows = [{"id": r["id"], "text": r["text"], "meta": json.dumps(r["meta"])} for r in expected.values()]
-    marker = tmp_path / "killed"
-    ds = annotate_dataset(ray.data.from_items(rows), pipeline, batch_size=4, concurrency=2, annotator=DiesOnce,
-                          runtime_env={"env_vars": {"ANNOTATE_TEST_MARKER": str(marker),
-                                                    "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
-    out = ds.take_all()
+    out = annotate_dataset(ray.data.from_items(rows), pipeline, batch_size=4, concurrency=2, annotator=DiesOnce).take_all()
     assert marker.exists()  # a worker really died
     ids = [row["id"] for row in out]
     assert len(ids) == len(set(ids)) == len(expected)

@@ -9,8 +9,8 @@ columns, so results can be keyed by an input id whatever order Ray returns them 
 ``annotate --ray`` uses it a few shards at a time: the driver reads the input and handles rejects,
 shards and the manifest exactly as the local run does, Ray annotates the records of a window of
 shards, and the driver puts them back in input order by id. A worker that dies is restarted and its batch retried
-(``max_restarts`` / ``max_task_retries``); a batch's output only counts once it completes, and the
-driver checks that every id came back exactly once.
+(Ray Data's actor defaults); a batch's output only counts once it completes, and the driver
+checks that every id came back.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from .io import AnnotateError, InputRecord
 from .records import doc_to_record, pipe_item
 
 RECORD_COLUMN = "record"
-RETRIES = {"max_restarts": 3, "max_task_retries": 3}
 
 
 def _require_ray():
@@ -84,18 +83,20 @@ def annotate_dataset(
     """``ds`` with a ``record`` column (JSON string) and an ``n_words`` column. ``pipeline`` must
     load on every worker: a path they all see, or an installed package name. A ``meta`` column
     (JSON string) is carried into the records. Workers that die are restarted and their batches
-    retried (``RETRIES``, overridable through ``ray_remote_args``)."""
-    _require_ray()
+    retried: Ray Data creates its actors with ``max_restarts=-1, max_task_retries=-1`` unless
+    ``ray_remote_args`` say otherwise (other extra arguments, e.g. ``runtime_env``, also go to
+    ``map_batches``)."""
+    ray = _require_ray()
     return ds.map_batches(
         annotator,
         fn_constructor_kwargs=dict(pipeline=str(pipeline), batch_size=batch_size, text_column=text_column,
                                    id_column=id_column, meta_column=meta_column),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_gpus=num_gpus,
         num_cpus=num_cpus,
-        **{**RETRIES, **ray_remote_args},
+        **ray_remote_args,
     )
 
 

@@ -271,6 +271,8 @@ def annotate(
     if use_ray and output_format != "jsonl":
         raise AnnotateError("--ray writes JSONL records; use --output-format jsonl.")
     files = list_input_files(Path(input_path), input_format)
+    if Path(input_path).is_dir() and output.resolve().is_relative_to(Path(input_path).resolve()):
+        raise AnnotateError(f"Output {output} is inside the input folder {input_path}, so a rerun would read it as input; write it elsewhere.")
     run = run_identity(pipeline, Path(input_path), files, text_field=text_field, output_format=output_format,
                        shard_size=shard_size)
     manifest = Manifest.open(output, run)
