@@ -196,7 +196,7 @@ def test_rerun_after_ctrl_c_skips_finished_shards_and_never_duplicates(nlp, pipe
             annotate(pipeline, path, out, shard_size=6, nlp=nlp)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["file"] for s in manifest["shards"]] == ["records-00000.jsonl"] and not manifest["complete"]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "records-00000.jsonl", "rejects.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "manifest.json", "records-00000.jsonl", "rejects.jsonl"]
 
     annotated = []
     real = annotate_runner.doc_to_record
@@ -278,6 +278,14 @@ def test_a_different_run_in_the_same_folder_is_refused_before_any_work(pipeline,
     with pytest.raises(AnnotateError, match=r"differs in: input.files, input.path"):
         annotate(pipeline, tmp_path / "other.jsonl", out, shard_size=10)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_two_runs_never_write_to_one_folder_at_once(pipeline, corpus, tmp_path, nlp):
+    path, _ = corpus
+    with annotate_io.lock_folder(tmp_path / "out"):  # as if another run held it
+        with pytest.raises(AnnotateError, match="Another annotate run is writing to"):
+            annotate(pipeline, path, tmp_path / "out", nlp=nlp)
+    assert annotate(pipeline, path, tmp_path / "out", nlp=nlp).n_records == 23
 
 
 def invoke(*args):

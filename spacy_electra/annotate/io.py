@@ -26,6 +26,7 @@ from spacy.tokens import Doc, DocBin
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
+LOCK = ".lock"
 MANIFEST_FORMAT = "spacy-electra-annotate/1"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 TEXT_SUFFIXES = (".txt",)
@@ -254,7 +255,7 @@ class Manifest:
             raise AnnotateError(f"Output {folder} is a file; pass a folder (it is created if missing).")
         manifest = cls(folder, run)
         if not manifest.path.exists():
-            if folder.exists() and any(p.name != REJECTS for p in folder.iterdir()):
+            if folder.exists() and any(p.name not in (REJECTS, LOCK) for p in folder.iterdir()):
                 raise AnnotateError(
                     f"Output folder {folder} is not empty and has no {MANIFEST}; use an empty or new folder."
                 )
@@ -283,9 +284,8 @@ class Manifest:
         return manifest
 
     def prepare(self) -> None:
-        """Create the folder, drop temporary files of an interrupted shard and cut
-        ``rejects.jsonl`` back to its committed length."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Drop temporary files of an interrupted shard and cut ``rejects.jsonl`` back to its
+        committed length (call it holding ``lock_folder``)."""
         for tmp in self.folder.glob(".*.tmp"):
             tmp.unlink()
         rejects = self.folder / REJECTS
@@ -315,6 +315,21 @@ class Manifest:
             "shards": [self.shards[i] for i in sorted(self.shards)],
         }
         write_atomic(self.path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def lock_folder(folder: Path):
+    """An exclusive lock on ``folder`` for this process's lifetime (released when the returned
+    file is closed or the process ends), so two runs never write the same shards at once."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AnnotateError(f"Another annotate run is writing to {folder}; wait for it to finish or stop it first.") from None
+    return handle
 
 
 def append_rejects(folder: Path, rejects: List[Reject]) -> int:

@@ -25,7 +25,7 @@ from spacy.tokens import Doc
 
 from .io import (
     OUTPUT_FORMATS, AnnotateError, InputFile, InputRecord, InputStream, Manifest, Reject, ShardWriter,
-    append_rejects, list_input_files,
+    append_rejects, list_input_files, lock_folder,
 )
 from .records import Record, count_words, doc_to_record, pipe_item
 
@@ -48,7 +48,7 @@ class Summary:
     seconds: float
 
     def line(self) -> str:
-        resumed = f", {self.n_shards_resumed} of them from an earlier run" if self.n_shards_resumed else ""
+        resumed = f", {self.n_shards_resumed} of them done by an earlier run," if self.n_shards_resumed else ""
         rejects = f"{self.n_rejects:,} rejected (see {self.output / 'rejects.jsonl'})" if self.n_rejects else "0 rejected"
         return (
             f"Annotated {self.n_records:,} docs ({self.n_words:,} words), {rejects}; "
@@ -275,8 +275,18 @@ def annotate(
         raise AnnotateError(f"Output {output} is inside the input folder {input_path}, so a rerun would read it as input; write it elsewhere.")
     run = run_identity(pipeline, Path(input_path), files, text_field=text_field, output_format=output_format,
                        shard_size=shard_size)
-    manifest = Manifest.open(output, run)
-    manifest.prepare()
+    Manifest.open(output, run)  # refuses a different run before anything is created
+    with lock_folder(output):
+        manifest = Manifest.open(output, run)  # re-read under the lock
+        manifest.prepare()
+        return _annotate_locked(manifest, pipeline, files, nlp=nlp, text_field=text_field, output_format=output_format,
+                                shard_size=shard_size, batch_size=batch_size, n_process=n_process, gpu_id=gpu_id,
+                                use_ray=use_ray, ray_workers=ray_workers, progress=progress)
+
+
+def _annotate_locked(manifest: Manifest, pipeline, files: List[InputFile], *, nlp: Optional[Language], text_field: str,
+                     output_format: str, shard_size: int, batch_size: int, n_process: int, gpu_id: int,
+                     use_ray: bool, ray_workers: Optional[int], progress: Optional[bool]) -> Summary:
     resumed = set(manifest.shards)
     start = time.perf_counter()
     if not manifest.complete:
@@ -294,7 +304,7 @@ def annotate(
         manifest.complete = True
         manifest.save()
     totals = manifest.totals()
-    return Summary(output, totals["n_records"], totals["n_rejects"], totals["n_words"], len(manifest.shards),
+    return Summary(manifest.folder, totals["n_records"], totals["n_rejects"], totals["n_words"], len(manifest.shards),
                    len(resumed), time.perf_counter() - start)
 
 
