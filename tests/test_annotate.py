@@ -38,7 +38,7 @@ def build_pipeline(directory: Path) -> Path:
     nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(directory / "ckpt"), "window": 16, "stride": 12}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     for name in ("electra_ner", "electra_tagger", "electra_textcat"):
-        nlp.add_pipe(name, config={"model": {"encoder": listener}})
+        nlp.add_pipe(name, config={"model": {"tok2vec": listener}})
     examples = []
     for text in random_texts(6, seed=1):
         doc = nlp.make_doc(text)
@@ -378,3 +378,23 @@ def test_questions_reach_a_qa_component_and_answers_and_spans_are_recorded(tmp_p
     ]
     assert first["spans"] == {"qa": [{"start": 0, "end": 5, "label": "0", "text": "Paris"}]}
     assert "answers" not in second and "spans" not in second
+
+
+def test_the_real_span_qa_component_gets_the_questions_in_one_or_two_processes(tmp_path):
+    from .test_span_qa import ANSWER, QUESTION, SKY, hand_built_checkpoint, qa_pipeline
+
+    nlp = qa_pipeline(hand_built_checkpoint(tmp_path / "ckpt"))
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "qa")
+    rows = [{"text": SKY, "questions": ["", QUESTION]}, {"text": "No answer here.", "questions": ["Why?"]}, {"text": SKY}]
+    path = write_jsonl(tmp_path / "q.jsonl", rows)
+    for n_process in (1, 2):
+        annotate(tmp_path / "qa", path, tmp_path / f"out{n_process}", n_process=n_process)
+        first, second, third = read_records(tmp_path / f"out{n_process}")
+        assert [(a["question"], a["text"]) for a in first["answers"]] == [("", ""), (QUESTION, ANSWER)]
+        start = first["answers"][1]["start"]
+        assert SKY[start:first["answers"][1]["end"]] == ANSWER
+        assert first["spans"] == {"qa": [{"start": start, "end": start + len(ANSWER), "label": "1", "text": ANSWER}]}
+        assert second["answers"][0]["text"] == "" and second["answers"][0]["start"] is None
+        assert "answers" not in third and first["meta"] == {"questions": ["", QUESTION]}
+    assert (tmp_path / "out1" / "records-00000.jsonl").read_bytes() == (tmp_path / "out2" / "records-00000.jsonl").read_bytes()

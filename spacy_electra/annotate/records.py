@@ -26,8 +26,9 @@ def _span(span: Span) -> Record:
 
 
 def qa_answers(doc: Doc) -> Optional[List[Record]]:
-    """The answers of an ``electra_span_qa`` component, if it ran on this doc: it keeps plain
-    results (question, token start/end, scores, ``no_answer``) in ``doc._.qa_results``."""
+    """The answers of ``electra_span_qa``, if it ran on this doc: it keeps plain results
+    (question, token ``start``/``end`` or None, ``score`` or None, ``no_answer``) in
+    ``doc._.qa_results``. An unanswered question keeps its place with an empty text."""
     if not Doc.has_extension("qa_results"):
         return None
     results = doc._.qa_results
@@ -36,11 +37,11 @@ def qa_answers(doc: Doc) -> Optional[List[Record]]:
     answers = []
     for result in results:
         answer: Record = {"question": result["question"], "text": "", "start": None, "end": None}
-        if not result.get("no_answer"):
+        if not result.get("no_answer") and result.get("start") is not None:
             span = doc[result["start"] : result["end"]]
             answer.update(text=span.text, start=span.start_char, end=span.end_char)
-        if "score" in result:
-            answer["score"] = _score(result["score"])
+        score = result.get("score")
+        answer["score"] = None if score is None else _score(score)
         answers.append(answer)
     return answers
 
