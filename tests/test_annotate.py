@@ -22,6 +22,7 @@ from spacy_electra.annotate.command import annotate_command
 
 from .conftest import make_hf_checkpoint
 
+PLACES = ("london", "paris", "york")
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
 
 
@@ -31,24 +32,29 @@ def random_texts(n, seed=0):
 
 
 def build_pipeline(directory: Path) -> Path:
-    """electra_transformer + listening electra_ner, electra_tagger, electra_textcat, initialised
-    on a few examples (untrained: the outputs only have to be deterministic)."""
-    make_hf_checkpoint(directory / "ckpt", "ElectraForPreTraining")
+    """electra_transformer + listening electra_ner, electra_tagger, electra_textcat, trained a few
+    steps on 'london'/'paris'/'york' as LOC (so records hold some entities)."""
+    make_hf_checkpoint(directory / "ckpt", "ElectraForPreTraining", random_all=False)
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(directory / "ckpt"), "window": 16, "stride": 12}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     for name in ("electra_ner", "electra_tagger", "electra_textcat"):
         nlp.add_pipe(name, config={"model": {"tok2vec": listener}})
     examples = []
-    for text in random_texts(6, seed=1):
+    for text in random_texts(12, seed=1):
         doc = nlp.make_doc(text)
         ref = doc.copy()
-        ref.ents = [Span(ref, 0, 1, label="LOC")]
+        places = [t.i for t in ref if t.text in PLACES]
+        ref.ents = [Span(ref, i, i + 1, label="LOC") for i in places]
         for token in ref:
-            token.tag_ = "NN" if token.text in ("london", "paris", "york") else "X"
-        ref.cats = {"A": 1.0, "B": 0.0}
+            token.tag_ = "NN" if token.i in places else "X"
+        ref.cats = {"A": float(bool(places)), "B": float(not places)}
         examples.append(Example(doc, ref))
-    nlp.initialize(lambda: examples)
+    spacy.util.fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    for _ in range(8):
+        nlp.update(examples, sgd=optimizer)
     nlp.to_disk(directory / "pipeline")
     return directory / "pipeline"
 
