@@ -404,3 +404,31 @@ def test_the_real_span_qa_component_gets_the_questions_in_one_or_two_processes(t
         assert second["answers"][0]["text"] == "" and second["answers"][0]["start"] is None
         assert "answers" not in third and first["meta"] == {"questions": ["", QUESTION]}
     assert (tmp_path / "out1" / "records-00000.jsonl").read_bytes() == (tmp_path / "out2" / "records-00000.jsonl").read_bytes()
+
+
+@Language.component("annotate_test_threads")
+def record_torch_threads(doc):
+    import torch
+
+    doc.user_data["torch_threads"] = torch.get_num_threads()
+    return doc
+
+
+def test_forked_workers_run_torch_on_one_thread(tmp_path):
+    """The runner's own at-fork hook (no encoder in this pipeline to do it)."""
+    import torch
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("annotate_test_threads")
+    nlp.to_disk(tmp_path / "threads")
+    path = tmp_path / "in.txt"
+    path.write_text("paris\nlondon\nyork\nthe city\n")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n_process in (1, 2):
+            annotate(tmp_path / "threads", path, tmp_path / f"out{n_process}", output_format="spacy", n_process=n_process, batch_size=1)
+            docs = DocBin().from_disk(tmp_path / f"out{n_process}" / "docs-00000.spacy").get_docs(nlp.vocab)
+            assert [d.user_data["torch_threads"] for d in docs] == [2 if n_process == 1 else 1] * 4
+    finally:
+        torch.set_num_threads(before)

@@ -118,16 +118,23 @@ def _one_torch_thread_in_child() -> None:
 class _single_threaded_children:
     """While active, every forked child runs torch on one thread: a child that inherits the
     parent's OpenMP pool deadlocks in its first parallel op (``nlp.pipe(n_process=N)`` forks).
-    Done here rather than relying on the plugin to register it globally."""
+    Done here rather than relying on the plugin to do it. ``TOKENIZERS_PARALLELISM`` is set for
+    the same reason (HF tokenizers turn their threads off in a forked child, with a warning each)."""
 
     def __enter__(self):
         if not _FORKING["registered"]:
             os.register_at_fork(after_in_child=_one_torch_thread_in_child)
             _FORKING["registered"] = True
         _FORKING["active"] += 1
+        self.tokenizers = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     def __exit__(self, *exc):
         _FORKING["active"] -= 1
+        if self.tokenizers is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = self.tokenizers
 
 
 # -- annotation backends ---------------------------------------------------------------------
