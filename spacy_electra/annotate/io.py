@@ -8,8 +8,8 @@ still read. Every line gets a ``seq`` (its position in the whole input) and an i
 ``file:line``; shards are ``seq // shard_size``, so the assignment of lines to shards depends on
 the input alone and a rerun finds the same shards.
 
-Output folder: ``records-00000.jsonl`` (or ``docs-00000.spacy``) per shard, ``rejects.jsonl``
-and ``manifest.json``. A shard is written to a temporary file, fsynced and renamed; only then is
+Output folder: ``records-00000.jsonl`` (or ``docs-00000.spacy``) per shard, ``rejects.jsonl``,
+``manifest.json`` and ``.lock`` (held by the run writing the folder). A shard is written to a temporary file, fsynced and renamed; only then is
 it added to the manifest (itself replaced atomically). Rejects are appended to one file whose
 committed length the manifest records, so a rerun cuts off whatever a crash left past it. A
 crash or Ctrl-C at any point thus leaves finished shards intact and listed, and nothing else.
