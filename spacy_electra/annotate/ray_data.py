@@ -1,0 +1,145 @@
+"""Annotation on Ray Data (extra ``spacy-electra[ray]``).
+
+``annotate_dataset(ds, pipeline)`` adds a ``record`` column (the JSON record of
+``records.doc_to_record``) to a ``ray.data.Dataset`` with a ``text`` column, through
+``map_batches`` and ``PipelineAnnotator``: an actor class, so each worker loads the pipeline once
+and keeps it for every batch it gets (one GPU per actor with ``num_gpus=1``). Rows keep their other
+columns, so results can be keyed by an input id whatever order Ray returns them in.
+
+``annotate --ray`` uses it a few shards at a time: the driver reads the input and handles rejects,
+shards and the manifest exactly as the local run does, Ray annotates the records of a window of
+shards, and the driver puts them back in input order by id. A worker that dies is restarted and its batch retried
+(Ray Data's actor defaults); a batch's output only counts once it completes, and the driver
+checks that every id came back.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Type, Union
+
+import numpy as np
+
+from .io import AnnotateError, InputRecord
+from .records import doc_to_record, pipe_item
+
+RECORD_COLUMN = "record"
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise AnnotateError("Ray is not installed; pip install 'spacy-electra[ray]' (ray[data]) to use --ray.") from err
+    return ray
+
+
+class PipelineAnnotator:
+    """Callable class for ``Dataset.map_batches``: loads the pipeline once per actor."""
+
+    def __init__(self, pipeline: str, *, batch_size: int = 64, text_column: str = "text",
+                 id_column: str = "id", meta_column: str = "meta") -> None:
+        import ray
+        import spacy
+
+        if ray.get_gpu_ids():  # Ray narrowed CUDA_VISIBLE_DEVICES to this actor's GPU
+            spacy.require_gpu(0)
+        self.nlp = spacy.load(pipeline)
+        self.batch_size = batch_size
+        self.text_column, self.id_column, self.meta_column = text_column, id_column, meta_column
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        texts = [str(t) for t in batch[self.text_column]]
+        ids = [str(i) for i in batch[self.id_column]] if self.id_column in batch else [None] * len(texts)
+        metas = (
+            [json.loads(m) if m else {} for m in batch[self.meta_column]]
+            if self.meta_column in batch else [{} for _ in texts]
+        )
+        items = (pipe_item(self.nlp, text, meta.get("questions"), {"i": i}) for i, (text, meta) in enumerate(zip(texts, metas)))
+        records = [None] * len(texts)
+        words = [0] * len(texts)
+        for doc, context in self.nlp.pipe(items, as_tuples=True, batch_size=self.batch_size):
+            i = context["i"]
+            records[i] = json.dumps(doc_to_record(doc, id=ids[i], meta=metas[i]), ensure_ascii=False, separators=(",", ":"))
+            words[i] = sum(not t.is_space for t in doc)
+        return {**batch, RECORD_COLUMN: np.array(records, dtype=object), "n_words": np.array(words, dtype=np.int64)}
+
+
+def annotate_dataset(
+    ds: "ray.data.Dataset",
+    pipeline: Union[str, Path],
+    *,
+    batch_size: int = 64,
+    concurrency: int = 1,
+    num_gpus: float = 0,
+    num_cpus: float = 1,
+    text_column: str = "text",
+    id_column: str = "id",
+    meta_column: str = "meta",
+    annotator: Type[PipelineAnnotator] = PipelineAnnotator,
+    **ray_remote_args: Any,
+) -> "ray.data.Dataset":
+    """``ds`` with a ``record`` column (JSON string) and an ``n_words`` column. ``pipeline`` must
+    load on every worker: a path they all see, or an installed package name. A ``meta`` column
+    (JSON string) is carried into the records. Workers that die are restarted and their batches
+    retried: Ray Data creates its actors with ``max_restarts=-1, max_task_retries=-1`` unless
+    ``ray_remote_args`` say otherwise (other extra arguments, e.g. ``runtime_env``, also go to
+    ``map_batches``)."""
+    ray = _require_ray()
+    return ds.map_batches(
+        annotator,
+        fn_constructor_kwargs=dict(pipeline=str(pipeline), batch_size=batch_size, text_column=text_column,
+                                   id_column=id_column, meta_column=meta_column),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        **ray_remote_args,
+    )
+
+
+def annotate_records(records: List[InputRecord], pipeline: Union[str, Path], **kwargs: Any) -> List[Dict[str, Any]]:
+    """Annotate ``records`` on Ray; returns ``{"record", "n_words"}`` per record, in input order.
+    Raises if an id is missing from Ray's output (nothing is written for that shard then)."""
+    ray = _require_ray()
+    rows = [{"id": r.id, "text": r.text, "meta": json.dumps(r.meta, ensure_ascii=False)} for r in records]
+    out: Dict[str, Dict[str, Any]] = {}
+    for row in annotate_dataset(ray.data.from_items(rows), pipeline, **kwargs).iter_rows():
+        out[row["id"]] = {"record": json.loads(row[RECORD_COLUMN]), "n_words": int(row["n_words"])}
+    missing = [r.id for r in records if r.id not in out]
+    if missing or len(out) != len(records):
+        raise AnnotateError(f"Ray returned no record for {len(missing)} inputs (first: {missing[:3]}); rerun to resume.")
+    return [out[r.id] for r in records]
+
+
+def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, workers: Optional[int], shard_size: int,
+                window: int = 8):
+    """The runner's backend for ``--ray``: one Ray Data job per ``window`` shards (so the actors'
+    start-up, loading the pipeline, is paid once per window), records back in input order."""
+    ray = _require_ray()
+    if Path(pipeline).exists():
+        pipeline = str(Path(pipeline).resolve())  # workers may run in another directory
+    if not ray.is_initialized():
+        ray.init()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    resource = "GPU" if gpu else "CPU"
+    if workers is None:
+        workers = max(1, int(ray.cluster_resources().get(resource, 1)))
+    options = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1)
+
+    def annotate_stream(records: Iterable[InputRecord]) -> Iterator:
+        chunk: List[InputRecord] = []
+        for record in records:
+            if chunk and record.seq // shard_size - chunk[0].seq // shard_size >= window:
+                yield from _annotated(chunk)
+                chunk = []
+            chunk.append(record)
+        if chunk:
+            yield from _annotated(chunk)
+
+    def _annotated(chunk: List[InputRecord]):
+        for record, result in zip(chunk, annotate_records(chunk, pipeline, **options)):
+            yield record, None, result["record"], result["n_words"]
+
+    return annotate_stream
