@@ -85,7 +85,10 @@ app.command("convert")(convert_command)
 app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
 app.command("vocab")(vocab_command)
 
+from .annotate.command import annotate_command  # noqa: E402
 from .workflow.commands import app as _workflow_app  # noqa: E402
+
+app.command("annotate")(annotate_command)
 
 for _command in _workflow_app.registered_commands:
     app.registered_commands.append(_command)
