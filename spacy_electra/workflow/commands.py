@@ -102,6 +102,7 @@ def package_command(
     text: str = typer.Option("Apple bought a start-up in London last week .", help="Text annotated by the check."),
     question: Optional[str] = typer.Option("Where was the start-up ?", help="Question for a QA component."),
     constraints: Optional[Path] = typer.Option(None, help="pip constraints for the fresh virtualenv (pins torch)."),
+    keep_venv: Optional[Path] = typer.Option(None, help="Create the check's virtualenv here and keep it (else a temporary one)."),
 ) -> None:
     """Build the pipeline's wheel and spacy-electra's own wheel; check them in a fresh virtualenv."""
     import json
@@ -113,7 +114,12 @@ def package_command(
         wheels = build_wheels(pipeline, output, name=name, version=version)
         typer.echo(f"Built {wheels[0].name} and {wheels[1].name}")
         if verify:
-            result = verify_wheels(wheels, f"{lang}_{name}", text=text, question=question, constraints=constraints)
+            if keep_venv is not None and keep_venv.exists():
+                import shutil
+
+                shutil.rmtree(keep_venv)
+            result = verify_wheels(wheels, f"{lang}_{name}", text=text, question=question, constraints=constraints,
+                                   keep_venv=keep_venv.resolve() if keep_venv is not None else None)
             typer.echo(f"Fresh virtualenv, spacy.load({lang}_{name!r}): {json.dumps(result)}")
     except PackageError as err:
         typer.echo(f"Error: {err}", err=True)
