@@ -112,8 +112,6 @@ def main() -> None:
         "paths.checkpoint": str(work / "ckpt"),
         "components.tagger.model.tok2vec.mixed_precision": args.gpu_id >= 0,
         "training.max_steps": args.steps, "training.max_epochs": 0, "training.eval_frequency": args.steps // 3,
-        "training.optimizer.learn_rate.warmup_steps": 10,
-        "training.optimizer.learn_rate.total_steps": args.steps,
         "training.optimizer.learn_rate.initial_rate": 0.003,
         "training.batcher.size": 300,
     }

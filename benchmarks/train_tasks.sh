@@ -20,8 +20,7 @@ run() {  # name config train dev
   local name=$1 cfg=$2 train=$3 dev=$4 start=$(date +%s)
   $PY -m spacy train "$cfg" --output "$OUT/$name" --paths.train "$train" --paths.dev "$dev" \
     --paths.checkpoint "$CHECKPOINT" --training.max_steps "$STEPS" --training.eval_frequency 100000 \
-    --training.optimizer.learn_rate.warmup_steps $(( STEPS / 10 )) \
-    --training.optimizer.learn_rate.total_steps "$STEPS" --training.optimizer.learn_rate.initial_rate "$LR" \
+    --training.optimizer.learn_rate.initial_rate "$LR" \
     > "$OUT/$name.train.log" 2>&1
   local trained=$(( $(date +%s) - start ))
   $PY -m spacy evaluate "$OUT/$name/model-last" "$dev" --output "$OUT/$name.eval.json" > "$OUT/$name.eval.log" 2>&1
