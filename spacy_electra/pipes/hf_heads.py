@@ -51,8 +51,9 @@ NER_TAG = re.compile(r"([BILUES])-(.+)")
 Params = Dict[str, Dict[str, np.ndarray]]  # model ref ("output_layer", "dense") -> {"W", "b"}
 
 
-class HeadImportError(ValueError):
-    """A fine-tuned head that cannot become this component (wrong kind, labels or shapes)."""
+class HeadImportError(CheckpointError):
+    """A fine-tuned head that cannot become this component (wrong kind, labels or shapes); a
+    ``CheckpointError``, so the command line reports it in one line."""
 
 
 @dataclass
