@@ -402,3 +402,19 @@ def test_training_labels_outside_the_head_are_refused(tmp_path):
     ref = Doc(nlp.vocab, words=words, ents=["O", "B-ORG"])
     with pytest.raises(CheckpointError, match=r"label\(s\) ORG .* not among the labels of the fine-tuned head .*\(LOC, PER\)"):
         nlp.initialize(lambda: [Example(Doc(nlp.vocab, words=words), ref)])
+
+
+def test_head_on_a_shared_encoder_exports_the_upstream_encoder(discriminator, tmp_path):
+    nlp = spacy.blank("en")
+    trf = nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(discriminator)}})
+    listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
+    textcat = nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"PLACE": p, "OTHER": 1 - p}}) for t, p in [("the london cafe", 1.0), ("a new city", 0.0)]]
+    train_briefly(nlp, examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "pipeline"), str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    hf = load_exported("ElectraForSequenceClassification", tmp_path / "hf")
+    doc = nlp("the cafes of paris")
+    expected = torch.tensor(hf_doc_logits(hf, trf, doc)).softmax(-1).numpy()
+    np.testing.assert_allclose([doc.cats[label] for label in textcat.labels], expected, atol=1e-5)

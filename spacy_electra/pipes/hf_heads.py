@@ -235,7 +235,9 @@ def exported_head(component) -> Tuple[str, List[str], Dict[str, torch.Tensor], D
     layers = {ref: model.get_ref(ref) for ref in ("dense", "output_layer") if model.has_ref(ref)}
     tensor = lambda layer, name: torch.from_numpy(np.ascontiguousarray(model.ops.to_numpy(layer.get_param(name)), dtype="float32"))  # noqa: E731
     out = layers["output_layer"]
-    if "dense" in layers:
+    if hasattr(component, "multi_label"):  # electra_textcat(_multilabel)
+        if "dense" not in layers:
+            raise ValueError(f"{component.name!r} does not use DocClassifier (dense -> GELU -> output), the layout of HF's classification head, so it cannot be exported.")
         dense = layers["dense"]
         state = {
             "classifier.dense.weight": tensor(dense, "W"), "classifier.dense.bias": tensor(dense, "b"),
