@@ -99,17 +99,6 @@ def _export_component(nlp, name, output: Path):
     return name, json.loads((output / "config.json").read_text())["architectures"][0]
 
 
-@app.command("demo")
-def demo(
-    output: Path = typer.Option(Path("training/demo"), help="Where to write the demo's files and pipeline."),
-    data: Path = typer.Option(Path("../shared/data"), help="Real data folder, used when present."),
-) -> None:
-    """End to end on a CPU in minutes: vocab -> RTD pretraining -> electra_ner -> evaluate -> reload."""
-    from .demo import run_demo
-
-    run_demo(output, data if data.exists() else None)
-
-
 from .convert import convert_command  # noqa: E402
 
 from .pretrain.commands import OVERRIDE_SETTINGS, pretrain_command, vocab_command  # noqa: E402

@@ -138,7 +138,7 @@ def ElectraTransformer_v1(
     fine-tuning recipe) lowers the learning rate of lower layers; 1.0 turns it off."""
     if not 0.0 < layer_lr_decay <= 1.0:
         raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
-    local = _local_config(checkpoint)  # read once: max positions and width, when on disk
+    local = local_config(checkpoint)  # read once: max positions and width, when on disk
     check_window(window, stride, int(local.get("max_position_embeddings", 512)))
     if max_batch_items < window + 2:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}.")
@@ -167,8 +167,9 @@ def ElectraTransformer_v1(
     )
 
 
-def _local_config(checkpoint: str) -> Dict[str, Any]:
-    """config.json of the checkpoint if it is already on disk; {} otherwise (checked at init)."""
+def local_config(checkpoint: str) -> Dict[str, Any]:
+    """config.json of the checkpoint if it is already on disk; {} otherwise (checked at init).
+    Never downloads: building a config must not touch the network."""
     try:
         return json.loads((resolve_checkpoint(checkpoint, local_files_only=True) / "config.json").read_text())
     except (CheckpointError, OSError, ValueError):

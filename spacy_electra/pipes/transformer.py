@@ -110,11 +110,11 @@ class ElectraTransformer(TrainablePipe):
                     node.set_dim("nL", self._n_layers(), force=True)
 
     def _n_layers(self) -> int:
-        from ..layers.transformer import _local_config, get_encoder
+        from ..layers.transformer import get_encoder, local_config
 
         if self.model.shims[0]._model is not None:
             return get_encoder(self.model).config.num_hidden_layers + 1
-        config = _local_config(self.model.attrs["checkpoint"])
+        config = local_config(self.model.attrs["checkpoint"])
         return int(config.get("num_hidden_layers", 12)) + 1
 
     def _mark_releasing_listeners(self) -> None:

@@ -8,7 +8,6 @@ each other, and a forked ``n_process`` worker runs torch single-threaded).
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -17,7 +16,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ..layers.transformer import ElectraShim
+from ..layers.transformer import ElectraShim, local_config
 from ..model.checkpoint import CheckpointError, load_encoder_and_head, load_wordpiece, resolve_checkpoint
 from .features import QATask, Row, batch_rows, make_rows, window_size
 from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
@@ -56,7 +55,7 @@ def SpanQA_v1(
         )
     if doc_stride < 1:
         raise ValueError(f"doc_stride={doc_stride} must be at least 1 piece.")
-    max_positions = int(_local_config(checkpoint).get("max_position_embeddings", 512))
+    max_positions = int(local_config(checkpoint).get("max_position_embeddings", 512))
     if max_length > max_positions:
         raise ValueError(f"max_length={max_length} exceeds the checkpoint's max_position_embeddings={max_positions}; lower max_length.")
     if max_batch_items < max_length:
@@ -82,14 +81,6 @@ def SpanQA_v1(
             "max_batch_items": max_batch_items,
         },
     )
-
-
-def _local_config(checkpoint: str) -> Dict[str, Any]:
-    """config.json of the checkpoint when it is already on disk; {} otherwise (checked at init)."""
-    try:
-        return json.loads((resolve_checkpoint(checkpoint, local_files_only=True) / "config.json").read_text())
-    except (CheckpointError, OSError, ValueError):
-        return {}
 
 
 def get_module(model: SpanQAModel) -> SpanQAModule:
