@@ -220,7 +220,8 @@ def test_ner_imports_biluo_and_bioes_rows_one_to_one(tmp_path, scheme):
     initialize_strictly(nlp)
     doc = nlp.make_doc(TEXT)
     named = {"E": "L", "S": "U"}
-    rows = [labels.index(t) if t == "O" else next(labels.index(l) for l in labels if l != "O" and named.get(l[0], l[0]) == t[0] and l[2:] == t[2:]) for t in ner.tag_names]
+    as_biluo = {label: label if label == "O" else named.get(label[0], label[0]) + label[1:] for label in labels}
+    rows = [labels.index(next(label for label in labels if as_biluo[label] == tag)) for tag in ner.tag_names]
     assert sorted(rows) == list(range(len(labels)))  # every HF row used once
     np.testing.assert_allclose(ner.model.predict([doc])[0], hf_token_logits(hf, ner, doc)[:, rows], atol=1e-5)
 
@@ -324,7 +325,8 @@ def test_cli_export_asks_which_component_when_there_are_several(discriminator, t
 
 def test_mean_pooling_refuses_to_export(discriminator, tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_tagger", config={"model": {"@architectures": "spacy_electra.TokenClassifier.v2", "pooling": "mean", "tok2vec": {"checkpoint": str(discriminator)}}})
+    model = {"@architectures": "spacy_electra.TokenClassifier.v2", "pooling": "mean", "tok2vec": {"checkpoint": str(discriminator)}}
+    nlp.add_pipe("electra_tagger", config={"model": model})
     nlp.initialize(lambda: [Example.from_dict(Doc(nlp.vocab, words=["the", "paris"]), {"tags": ["DET", "PROPN"]})])
     with pytest.raises(ValueError, match='only pooling = "first" exports'):
         nlp.get_pipe("electra_tagger").export_hf(tmp_path / "hf")

@@ -185,7 +185,7 @@ class ElectraHead(TrainablePipe):
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         with warnings.catch_warnings():
             if imported is not None:  # the encoder's loader names the head it leaves to us
-                warnings.filterwarnings("ignore", message=r"Loaded the .* these head weights were not loaded: classifier\.[\w.]+(, classifier\.[\w.]+)*$")
+                warnings.filterwarnings("ignore", message=hf_heads.HEAD_LEFT_BEHIND)
             self.model.initialize(X=sample)
         if imported is not None:
             hf_heads.load_into(self.model, imported)

@@ -47,6 +47,8 @@ SEQUENCE_CLASSIFICATION = "ElectraForSequenceClassification"
 MULTI_LABEL = "multi_label_classification"
 SINGLE_LABEL = "single_label_classification"
 NER_TAG = re.compile(r"([BILUES])-(.+)")
+# The encoder's loader warns that it left these behind; the component takes them.
+HEAD_LEFT_BEHIND = r"Loaded the .* these head weights were not loaded: classifier\.[\w.]+(, classifier\.[\w.]+)*$"
 
 Params = Dict[str, Dict[str, np.ndarray]]  # model ref ("output_layer", "dense") -> {"W", "b"}
 
@@ -98,7 +100,10 @@ def read_fine_tuned_head(model: Model) -> Optional[FineTunedHead]:
         raise HeadImportError(f"{directory} says {architecture} but has no classifier weights; export the fine-tuned model again.")
     hidden = raw.get("hidden_size")
     if rows.shape[1] != hidden:
-        raise HeadImportError(f"{directory}: the classifier takes {rows.shape[1]} inputs but hidden_size is {hidden}; use the config.json of these weights.")
+        raise HeadImportError(
+            f"{directory}: the classifier takes {rows.shape[1]} inputs but hidden_size is {hidden}; "
+            "use the config.json of these weights."
+        )
     return FineTunedHead(str(directory), architecture, _id2label(raw, rows.shape[0], directory), raw.get("problem_type"), tensors)
 
 
@@ -233,11 +238,17 @@ def exported_head(component) -> Tuple[str, List[str], Dict[str, torch.Tensor], D
     """(architecture, id2label names, HF head tensors, extra config) of a trained component."""
     model = component.model
     layers = {ref: model.get_ref(ref) for ref in ("dense", "output_layer") if model.has_ref(ref)}
-    tensor = lambda layer, name: torch.from_numpy(np.ascontiguousarray(model.ops.to_numpy(layer.get_param(name)), dtype="float32"))  # noqa: E731
+
+    def tensor(layer: Model, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(model.ops.to_numpy(layer.get_param(name)), dtype="float32"))
+
     out = layers["output_layer"]
     if hasattr(component, "multi_label"):  # electra_textcat(_multilabel)
         if "dense" not in layers:
-            raise ValueError(f"{component.name!r} does not use DocClassifier (dense -> GELU -> output), the layout of HF's classification head, so it cannot be exported.")
+            raise ValueError(
+                f"{component.name!r} does not use DocClassifier (dense -> GELU -> output), the layout "
+                "of HF's classification head, so it cannot be exported."
+            )
         dense = layers["dense"]
         state = {
             "classifier.dense.weight": tensor(dense, "W"), "classifier.dense.bias": tensor(dense, "b"),
@@ -266,7 +277,10 @@ def _encoder_of(component, nlp: Optional[Language]):
         for name, pipe in nlp.pipeline:
             if component.name in getattr(pipe, "listening_components", ()) and own_encoder(pipe.model) is not None:
                 return get_encoder(own_encoder(pipe.model))
-    raise ValueError(f"{component.name!r} has no ELECTRA encoder of its own, and no electra_transformer it listens to was found; export the pipeline it belongs to.")
+    raise ValueError(
+        f"{component.name!r} has no ELECTRA encoder of its own, and no electra_transformer it listens "
+        "to was found; export the pipeline it belongs to."
+    )
 
 
 def export_head(component, output_dir: Union[str, Path], *, nlp: Optional[Language] = None) -> Path:
