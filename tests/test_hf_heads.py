@@ -420,3 +420,12 @@ def test_head_on_a_shared_encoder_exports_the_upstream_encoder(discriminator, tm
     doc = nlp("the cafes of paris")
     expected = torch.tensor(hf_doc_logits(hf, trf, doc)).softmax(-1).numpy()
     np.testing.assert_allclose([doc.cats[label] for label in textcat.labels], expected, atol=1e-5)
+
+
+def test_token_head_into_mean_pooling_is_refused(tmp_path):
+    make_hf_checkpoint(tmp_path, "ElectraForTokenClassification", **labelled(TAGS))
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy_electra.TokenClassifier.v2", "pooling": "mean", "tok2vec": {"checkpoint": str(tmp_path)}}
+    nlp.add_pipe("electra_tagger", config={"model": model})
+    with pytest.raises(CheckpointError, match='pools pieces with mean: set pooling = "first"'):
+        nlp.initialize()

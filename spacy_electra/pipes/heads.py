@@ -163,6 +163,7 @@ class ElectraHead(TrainablePipe):
         found = hf_heads.read_fine_tuned_head(self.model)
         imported = self.import_hf_head(found) if found is not None else None
         if imported is not None:
+            hf_heads.check_pooling(self.model, found)
             wanted = list(labels or []) + list(self.cfg["labels"])
             wanted += [label for example in get_examples() for label in self.labels_from_example(example)]
             hf_heads.check_labels(self.name, found.source, imported.labels, wanted)

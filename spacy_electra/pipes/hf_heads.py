@@ -206,6 +206,16 @@ def textcat_head(head: FineTunedHead, multi_label: bool) -> ImportedHead:
     )
 
 
+def check_pooling(model: Model, head: FineTunedHead) -> None:
+    """A token head was trained on each word's first piece; other pooling would feed it other vectors."""
+    pools = [node.attrs["pooling"] for node in model.walk() if node.name == "electra_pool_tokens"]
+    if head.architecture == TOKEN_CLASSIFICATION and pools != ["first"]:
+        raise HeadImportError(
+            f"{head.source} holds a token classifier trained on each word's first piece, but the component pools "
+            f"pieces with {', '.join(pools) or 'another pooling'}: set pooling = \"first\" in its model config."
+        )
+
+
 def check_labels(component: str, source: str, head_labels: Sequence[str], wanted: Sequence[str]) -> None:
     unknown = sorted(set(wanted) - set(head_labels))
     if unknown:
