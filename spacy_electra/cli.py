@@ -38,11 +38,14 @@ def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or h
 
 @app.command("export")
 def export(
-    checkpoint: str = typer.Argument(..., help="Local HF-format folder, hub id, or a trained spaCy pipeline with electra_span_qa."),
+    checkpoint: str = typer.Argument(..., help="Local HF-format folder, hub id, or a trained spaCy pipeline folder."),
     output: Path = typer.Argument(..., help="Folder to write (config.json, model.safetensors, vocab)."),
+    component: str = typer.Option(None, "--component", "-c", help="Pipeline component to export (needed when the pipeline has several)."),
 ) -> None:
     """Re-write a checkpoint (e.g. a pytorch_model.bin one) as safetensors in HF layout, or export a
-    pipeline's electra_span_qa as an HF ElectraForQuestionAnswering folder."""
+    trained pipeline's component as an HF task model: electra_span_qa -> ElectraForQuestionAnswering,
+    electra_ner / electra_tagger -> ElectraForTokenClassification, electra_textcat(_multilabel) ->
+    ElectraForSequenceClassification."""
     from .model import load_checkpoint, save_checkpoint
     from .model.checkpoint import CheckpointError, resolve_checkpoint
     from .pieces import WordPieceEncoder
@@ -55,15 +58,45 @@ def export(
     if (Path(checkpoint) / "config.cfg").exists() and (Path(checkpoint) / "meta.json").exists():
         import spacy
 
-        from .qa import export_span_qa
-
-        export_span_qa(spacy.load(checkpoint), output)
-        typer.echo(f"Wrote {output} (ElectraForQuestionAnswering)")
+        nlp = spacy.load(checkpoint)
+        name, architecture = _export_component(nlp, component, output)
+        typer.echo(f"Wrote {output} ({architecture}, from {name!r})")
         return
+    if component is not None:
+        raise typer.BadParameter(f"{checkpoint} is not a spaCy pipeline folder (config.cfg + meta.json); --component only applies to pipelines.")
     source = resolve_checkpoint(checkpoint)
     vocab = WordPieceEncoder.from_directory(source) if (source / "vocab.txt").exists() else None
     save_checkpoint(load_checkpoint(source), output, vocab=vocab)
     typer.echo(f"Wrote {output}")
+
+
+def _export_component(nlp, name, output: Path):
+    """Export ``name`` (or the pipeline's only exportable component); returns it and the HF class."""
+    import json
+
+    from .pipes.heads import ElectraHead
+    from .qa import export_span_qa
+    from .qa.component import ElectraSpanQA
+
+    exportable = [n for n, pipe in nlp.pipeline if isinstance(pipe, (ElectraHead, ElectraSpanQA))]
+    if name is None:
+        if len(exportable) != 1:
+            found = ", ".join(exportable) or "none"
+            raise typer.BadParameter(f"Choose the component to export with --component (exportable: {found}).")
+        name = exportable[0]
+    if name not in exportable:
+        raise typer.BadParameter(
+            f"{name!r} is not an exportable component of this pipeline (exportable: {', '.join(exportable) or 'none'})."
+        )
+    pipe = nlp.get_pipe(name)
+    if isinstance(pipe, ElectraSpanQA):
+        export_span_qa(pipe, output)
+    else:
+        try:
+            pipe.export_hf(output, nlp=nlp)
+        except ValueError as err:  # an architecture HF has no class for: the message says which part
+            raise typer.BadParameter(str(err)) from None
+    return name, json.loads((output / "config.json").read_text())["architectures"][0]
 
 
 from .convert import convert_command  # noqa: E402

@@ -37,7 +37,8 @@ def TokenClassifier_v2(
     *, tok2vec: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
 ) -> TokenScoresModel:
     """Per-token logits: each token's pieces pooled (``first`` piece, as in ELECTRA's
-    fine-tuning), dropout, then a linear layer."""
+    fine-tuning), dropout, then a linear layer: with ``first``, HF's
+    ``ElectraForTokenClassification`` read at each token's first piece (``pipes/hf_heads.py``)."""
     output = Linear(nO=nO)
     model = chain(tok2vec, pool_tokens(pooling, 1.0), with_array(chain(Dropout(dropout), output)))
     model.set_ref("output_layer", output)
@@ -55,7 +56,9 @@ def TokenClassifier_v1(
 @registry.architectures("spacy_electra.DocClassifier.v2")
 def DocClassifier_v2(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
     """ELECTRA's classification head on [CLS]: dropout, dense + GELU, dropout, linear. A doc
-    longer than one window uses the mean of its windows' [CLS] vectors."""
+    longer than one window uses the mean of its windows' [CLS] vectors. This is the layout of
+    HF's ``ElectraClassificationHead`` (thinc's ``Gelu`` is the same erf GELU), so a fine-tuned
+    HF sequence classifier's weights load into it unchanged (``pipes/hf_heads.py``)."""
     encoder = tok2vec
     output = Linear(nO=nO)
     dense = Gelu()

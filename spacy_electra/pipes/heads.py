@@ -9,6 +9,7 @@ component that share one ``electra_transformer`` then push gradients of the same
 """
 
 import re
+import warnings
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple
@@ -20,6 +21,7 @@ from thinc.types import Floats2d
 
 from ..layers import heads as _default_architectures  # noqa: F401 (registers them before entry points exist)
 from ..model.checkpoint import CheckpointError, resolve_checkpoint
+from . import hf_heads
 
 
 def encoder_config(head: str, **head_args) -> str:
@@ -133,6 +135,14 @@ class ElectraHead(TrainablePipe):
     def labels_from_example(self, example: Example) -> Iterable[str]:
         raise NotImplementedError
 
+    def import_hf_head(self, head: "hf_heads.FineTunedHead") -> "hf_heads.ImportedHead":
+        """Convert a checkpoint's fine-tuned HF head for this component (see ``hf_heads``)."""
+        raise NotImplementedError
+
+    def export_hf(self, output_dir, *, nlp=None) -> Path:
+        """Write this component and its encoder as an HF task-model folder (see ``hf_heads``)."""
+        return hf_heads.export_head(self, output_dir, nlp=nlp)
+
     def initialize(
         self,
         get_examples: Callable[[], Iterable[Example]],
@@ -142,10 +152,24 @@ class ElectraHead(TrainablePipe):
     ) -> None:
         """Take ``labels`` if given (e.g. from ``spacy init labels``), else infer them from the
         training examples; then size the output layer and initialise (loading the encoder's
-        checkpoint when the head has its own encoder: a missing one is reported first)."""
+        checkpoint when the head has its own encoder: a missing one is reported first).
+
+        When that checkpoint is a fine-tuned HF classifier of a kind this component can use, its
+        labels (``id2label``) and head weights are taken instead: given labels and those of the
+        training data must be among them. ``nlp.initialize()`` without data then gives a
+        working component."""
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         check_checkpoint(self.model, f"[components.{self.name}.model.tok2vec]")
-        if labels is not None:
+        found = hf_heads.read_fine_tuned_head(self.model)
+        imported = self.import_hf_head(found) if found is not None else None
+        if imported is not None:
+            hf_heads.check_pooling(self.model, found)
+            wanted = list(labels or []) + list(self.cfg["labels"])
+            wanted += [label for example in get_examples() for label in self.labels_from_example(example)]
+            hf_heads.check_labels(self.name, found.source, imported.labels, wanted)
+            self.cfg["labels"] = list(imported.labels)
+            hf_heads.size_for(self.model, imported)
+        elif labels is not None:
             for label in labels:
                 self.add_label(label)
         elif not self.labels:
@@ -158,9 +182,14 @@ class ElectraHead(TrainablePipe):
                 "Check the data (e.g. that the converter set tags, entities or cats), or pass "
                 "labels to initialize."
             )
-        self.model.get_ref("output_layer").set_dim("nO", self.n_outputs)
+        self.model.get_ref("output_layer").set_dim("nO", self.n_outputs, force=imported is not None)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
-        self.model.initialize(X=sample)
+        with warnings.catch_warnings():
+            if imported is not None:  # the encoder's loader names the head it leaves to us
+                warnings.filterwarnings("ignore", message=hf_heads.HEAD_LEFT_BEHIND)
+            self.model.initialize(X=sample)
+        if imported is not None:
+            hf_heads.load_into(self.model, imported)
 
 
 class TokenClassifierPipe(ElectraHead):

@@ -16,6 +16,7 @@ from spacy.training import Example
 from thinc.api import Config, Model
 
 from ..decoding import biluo_tags, spans_from_biluo, transition_mask, viterbi
+from . import hf_heads
 from .heads import TokenClassifierPipe, encoder_config
 
 
@@ -60,6 +61,9 @@ class ElectraNER(TokenClassifierPipe):
     @property
     def tag_names(self) -> List[str]:
         return biluo_tags(self.labels)
+
+    def import_hf_head(self, head: hf_heads.FineTunedHead) -> hf_heads.ImportedHead:
+        return hf_heads.ner_head(head)
 
     def labels_from_example(self, example: Example) -> Iterable[str]:
         return (ent.label_ for ent in example.reference.ents)

@@ -9,6 +9,7 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config, Model
 
+from . import hf_heads
 from .heads import TokenClassifierPipe, encoder_config
 
 ATTRS = ("tag", "pos")
@@ -76,6 +77,9 @@ class ElectraTagger(TokenClassifierPipe):
 
     def _token_attr(self, token) -> str:
         return token.tag_ if self.cfg["attr"] == "tag" else token.pos_
+
+    def import_hf_head(self, head: hf_heads.FineTunedHead) -> hf_heads.ImportedHead:
+        return hf_heads.tagger_head(head)
 
     def labels_from_example(self, example: Example) -> Iterable[str]:
         return (self._token_attr(t) for t in example.reference if self._token_attr(t))

@@ -17,6 +17,7 @@ from spacy.training import Example
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
+from . import hf_heads
 from .heads import ElectraHead, encoder_config
 
 DOC_CONFIG = Config().from_str(encoder_config("spacy_electra.DocClassifier.v2"))["model"]
@@ -88,6 +89,9 @@ class ElectraTextCat(ElectraHead):
 
     def labels_from_example(self, example: Example) -> Iterable[str]:
         return example.reference.cats.keys()
+
+    def import_hf_head(self, head: hf_heads.FineTunedHead) -> hf_heads.ImportedHead:
+        return hf_heads.textcat_head(head, self.multi_label)
 
     def initialize(
         self,
