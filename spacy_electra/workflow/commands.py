@@ -29,6 +29,7 @@ def check_data_command(
             "`spacy project run all . --vars.preset small --vars.pretrain_steps 100000 --vars.pretrain_docs 0 "
             "--vars.vocab_size 30522 --vars.train_limit 0 --vars.dev_limit 0 --vars.tagger_steps 400 "
             "--vars.ner_steps 400 --vars.textcat_steps 600 --vars.qa_steps 470 --vars.eval_frequency 100 "
+            "--vars.learn_rate 0.0003 "
             "--vars.gpu_id 0` (README: Workflows), or `spacy project run demo` for the CPU demo.",
             err=True,
         )
@@ -120,7 +121,7 @@ def package_command(
                 shutil.rmtree(keep_venv)
             result = verify_wheels(wheels, f"{lang}_{name}", text=text, question=question, constraints=constraints,
                                    keep_venv=keep_venv.resolve() if keep_venv is not None else None)
-            typer.echo(f"Fresh virtualenv, spacy.load({lang}_{name!r}): {json.dumps(result)}")
+            typer.echo(f"Fresh virtualenv, spacy.load({lang + '_' + name!r}): {json.dumps(result)}")
     except PackageError as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(1)
