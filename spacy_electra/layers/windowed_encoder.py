@@ -130,16 +130,7 @@ def _checked_encoder(data: bytes, head_shapes: Optional[HeadShapes] = None):
     n_layers = layer_count(header, _LAYER)
     if n_layers != config.num_hidden_layers:
         raise FileProblem(f"{SOURCE} has {n_layers} layers of weights but its config says {config.num_hidden_layers}")
-    expected = our_shapes(config, "encoder")
-    if set(header) != set(expected):
-        odd = sorted(set(header) ^ set(expected))
-        raise FileProblem(f"{SOURCE} has missing or unexpected weights: {', '.join(odd[:6])}")
-    compare_shapes(expected, {k: shape for k, (_, shape) in header.items()}, "its config", SOURCE)
-    try:
-        state = load_safetensors(weights)
-    except (SafetensorError, ValueError) as err:
-        raise FileProblem(f"{SOURCE} has unreadable weights ({err})") from None
-    check_finite(state.items(), SOURCE)
+    state = _checked_tensors(weights, header, our_shapes(config, "encoder"), "weights")
     head: Dict[str, torch.Tensor] = {}
     if head_shapes is not None:
         head = _checked_head(msg.get("head"), head_shapes(config))
@@ -153,12 +144,19 @@ def _checked_head(data: Any, expected: Dict[str, Tuple[int, ...]]) -> Dict[str, 
         raise FileProblem(f"{SOURCE} has no task-head weights")
     header = safetensors_header_from_bytes(data, SOURCE)
     check_dtypes(header, SOURCE, _NOTHING_IGNORED)
+    return {k: v.float() for k, v in _checked_tensors(data, header, expected, "head weights").items()}
+
+
+def _checked_tensors(data: bytes, header, expected: Dict[str, Tuple[int, ...]], what: str) -> Dict[str, torch.Tensor]:
+    """Names and shapes from the (already dtype-checked) header against ``expected``, then the
+    tensors themselves, refused when not finite: the same checks for the encoder and a head."""
     if set(header) != set(expected):
-        raise FileProblem(f"{SOURCE} has head weights {sorted(header)}, expected {sorted(expected)}")
+        odd = sorted(set(header) ^ set(expected))
+        raise FileProblem(f"{SOURCE} has missing or unexpected {what}: {', '.join(odd[:6])}")
     compare_shapes(expected, {k: shape for k, (_, shape) in header.items()}, "its config", SOURCE)
     try:
-        head = load_safetensors(data)
+        tensors = load_safetensors(data)
     except (SafetensorError, ValueError) as err:
-        raise FileProblem(f"{SOURCE} has unreadable head weights ({err})") from None
-    check_finite(head.items(), SOURCE)
-    return {k: v.float() for k, v in head.items()}
+        raise FileProblem(f"{SOURCE} has unreadable {what} ({err})") from None
+    check_finite(tensors.items(), SOURCE)
+    return tensors
