@@ -7,8 +7,11 @@ an out-of-place ``index_add`` would copy the whole buffer once per chunk, which 
 documents quadratic. Dropout is an argument of ``forward`` rather than module state, so one
 module can serve several threads (see ``model/layers.py``). The module also carries the
 WordPiece vocabulary, which makes it (with its config) everything a saved pipeline needs.
+
+``inference`` (set by ``backends.apply_inference``; None means fp32 torch) runs the encoder for
+calls without grad or dropout only, so training always goes through the fp32 torch path.
 """
-from typing import List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +21,9 @@ from .config import ElectraConfig
 from .encoder import ElectraEncoder
 
 Chunk = Tuple[Tensor, Tensor, Tensor, Tensor]  # ids, mask, target, window_index
+# (encoder, ids, mask, all_layers) -> stacked layers (n_layers, batch, length, hidden), or None
+# for "use the torch path" (see backends.InferenceRunner).
+InferenceBackend = Callable[[ElectraEncoder, Tensor, Tensor, bool], Optional[Tensor]]
 
 
 class WindowedEncoder(nn.Module):
@@ -25,6 +31,7 @@ class WindowedEncoder(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.wordpiece = wordpiece
+        self.inference: Optional[InferenceBackend] = None
 
     @property
     def config(self) -> ElectraConfig:
@@ -48,14 +55,19 @@ class WindowedEncoder(nn.Module):
         # One extra row absorbs [CLS]/[SEP]/padding outputs.
         sums = inv_counts.new_zeros(n_layers, n_pieces + 1, width)
         cls = inv_counts.new_zeros(n_windows, width)
+        backend = self.inference if not dropout and not torch.is_grad_enabled() else None
         for ids, mask, target, window_index in chunks:
-            if all_layers:
-                layers = torch.stack(self.encoder.encode_layers(ids, mask, dropout=dropout))
-            else:
-                layers = self.encoder.encode(ids, mask, dropout=dropout)[None]
+            layers = backend(self.encoder, ids, mask, all_layers) if backend is not None else None
+            if layers is None:
+                layers = self._encode_torch(ids, mask, all_layers, dropout)
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
             # In place: autograd records one IndexAdd node per chunk whose backward only gathers
             # that chunk's rows, so forward and backward both stay linear.
             sums.index_add_(1, target, layers.reshape(n_layers, -1, width))
             cls.index_copy_(0, window_index, layers[-1, :, 0])
         return sums[:, :n_pieces] * inv_counts[None, :, None], cls
+
+    def _encode_torch(self, ids: Tensor, mask: Tensor, all_layers: bool, dropout: bool) -> Tensor:
+        if all_layers:
+            return torch.stack(self.encoder.encode_layers(ids, mask, dropout=dropout))
+        return self.encoder.encode(ids, mask, dropout=dropout)[None]

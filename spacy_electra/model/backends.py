@@ -1,0 +1,294 @@
+"""Inference backends of the windowed encoder: fp32 torch (the default), bf16 autocast, int8
+dynamic quantisation, and ONNX Runtime in fp32 or int8.
+
+``apply_inference(module, kind)`` sets ``module.inference`` to a runner that ``WindowedEncoder``
+calls instead of the torch encoder, but only for inference (no grad, no dropout): training and
+every grad-enabled call keep the fp32 torch path, so a backend can never change what is learned.
+
+Each runner holds a *derived copy* of the encoder (an int8-quantised module, an ONNX Runtime
+session) built lazily on first use and never registered as a submodule, so ``module.encoder``'s
+fp32 state dict, which is what a saved pipeline stores, is never replaced. The copy is rebuilt
+when the fp32 weights change (training between evaluations, Thinc's ``use_params`` averaging),
+detected by a cheap per-call fingerprint of the weights, and in a forked child (an ONNX Runtime
+session's threads do not survive ``fork``). Building happens under a lock and the built copy is
+read-only afterwards, so one module can serve several threads (see ``model/layers.py``).
+
+Where a backend cannot run (``onnxruntime`` not installed, no bf16 support in the CPU, a
+non-CPU device) the encoder falls back to fp32 with one warning instead of failing: a pipeline
+saved on one machine must still load on another.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .encoder import ElectraEncoder
+    from .windowed import WindowedEncoder
+
+INFERENCE_KINDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
+ONNX_OPSET = 17
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here; the message says why and how to get it."""
+
+
+class InferenceRunner:
+    """Runs the encoder for inference through a derived copy (built by ``build``) of its weights.
+
+    ``__call__`` returns the stacked layer outputs, (n_layers, batch, length, hidden) with
+    n_layers 1 (last layer) or num_hidden_layers + 1, or ``None`` to ask the caller to use the
+    torch fp32 path instead (e.g. on a GPU)."""
+
+    kind = "fp32"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict = {}  # variant -> (key, derived copy)
+        self._warned_device = False
+
+    def __call__(self, encoder: "ElectraEncoder", ids: Tensor, mask: Tensor, all_layers: bool) -> Optional[Tensor]:
+        if ids.device.type != "cpu":
+            if not self._warned_device:
+                self._warned_device = True
+                warnings.warn(f"inference = {self.kind!r} runs on the CPU only; the encoder on {ids.device} uses its torch path.", stacklevel=2)
+            return None
+        return self.run(self._derived(encoder, all_layers), ids, mask, all_layers)
+
+    def variant(self, all_layers: bool) -> Any:
+        """Which derived copy serves a call: one per ``all_layers`` setting unless overridden."""
+        return all_layers
+
+    def _derived(self, encoder: "ElectraEncoder", all_layers: bool) -> Any:
+        key = (os.getpid(), weights_fingerprint(encoder))
+        variant = self.variant(all_layers)
+        built = self._built.get(variant)
+        if built is not None and _same_key(built[0], key):
+            return built[1]
+        with self._lock:  # one thread builds; the others wait for its copy
+            built = self._built.get(variant)
+            if built is None or not _same_key(built[0], key):
+                built = (key, self.build(encoder, all_layers))
+                self._built[variant] = built
+            return built[1]
+
+    def build(self, encoder: "ElectraEncoder", all_layers: bool) -> Any:
+        raise NotImplementedError
+
+    def run(self, derived: Any, ids: Tensor, mask: Tensor, all_layers: bool) -> Tensor:
+        raise NotImplementedError
+
+    # The lock and built copies are per process: a pickled or deep-copied module gets a fresh,
+    # empty runner of the same kind that builds its own copy on first use.
+    def __reduce__(self):
+        return (type(self), ())
+
+
+def weights_fingerprint(encoder: nn.Module) -> Tensor:
+    """One sum per parameter (float64): changes when training or ``use_params`` changes the
+    weights, even where an optimizer writes them in place through numpy (which bumps no torch
+    version counter). Costs a few milliseconds per batch of windows."""
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for p in encoder.parameters()])
+
+
+def _same_key(a: Tuple[int, Tensor], b: Tuple[int, Tensor]) -> bool:
+    return a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def _encode(encoder: nn.Module, ids: Tensor, mask: Tensor, all_layers: bool) -> Tensor:
+    if all_layers:
+        return torch.stack(encoder.encode_layers(ids, mask, dropout=False))
+    return encoder.encode(ids, mask, dropout=False)[None]
+
+
+class Bf16Runner(InferenceRunner):
+    """bf16 autocast of the fp32 module (matmuls in bf16, reductions such as LayerNorm and softmax
+    kept in fp32 by autocast's rules); nothing to build."""
+
+    kind = "bf16"
+
+    def __call__(self, encoder, ids, mask, all_layers):
+        if ids.device.type != "cpu":
+            return super().__call__(encoder, ids, mask, all_layers)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return _encode(encoder, ids, mask, all_layers).float()
+
+
+class Int8Runner(InferenceRunner):
+    """PyTorch dynamic quantisation of every ``nn.Linear`` (int8 weights, activations quantised
+    per batch) on a copy of the encoder; embeddings and LayerNorm stay fp32."""
+
+    kind = "int8"
+
+    def variant(self, all_layers):
+        return None  # one quantised module serves both all_layers settings
+
+    def build(self, encoder, all_layers):
+        return _quantize_torch(encoder)
+
+    def run(self, derived, ids, mask, all_layers):
+        return _encode(derived, ids, mask, all_layers)
+
+
+def _quantize_torch(encoder: nn.Module) -> nn.Module:
+    # torch.ao.quantization is deprecated in favour of torchao, but still ships (and works) in
+    # torch 2.13; torchao's int8 dynamic path would add a dependency for the same kernels.
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8, inplace=False).eval()
+
+
+class OnnxRunner(InferenceRunner):
+    """The encoder exported to ONNX (dynamic batch and length axes) and run by ONNX Runtime on
+    the CPU, optionally with ORT's dynamic int8 quantisation of its MatMuls. The exported model
+    lives in memory (the temporary file is deleted once the session holds it), never in the
+    pipeline folder."""
+
+    def __init__(self, quantize: bool) -> None:
+        super().__init__()
+        self.quantize = quantize
+        self.kind = "onnx-int8" if quantize else "onnx"
+
+    def __reduce__(self):
+        return (type(self), (self.quantize,))
+
+    def build(self, encoder, all_layers):
+        return onnx_session(encoder, all_layers=all_layers, quantize=self.quantize, threads=torch.get_num_threads())
+
+    def run(self, derived, ids, mask, all_layers):
+        feeds = {"input_ids": ids.numpy().astype("int64", copy=False), "attention_mask": mask.numpy().astype("int64", copy=False)}
+        return torch.from_numpy(derived.run(None, feeds)[0])
+
+
+class _Exported(nn.Module):
+    """What gets exported: ids and mask in, (n_layers, batch, length, hidden) out."""
+
+    def __init__(self, encoder: nn.Module, all_layers: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.all_layers = all_layers
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return _encode(self.encoder, input_ids, attention_mask, self.all_layers)
+
+
+def onnx_session(encoder: nn.Module, *, all_layers: bool = False, quantize: bool = False, threads: int = 1):
+    """An ONNX Runtime session running ``encoder`` on the CPU with ``threads`` intra-op threads."""
+    ort = _require_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="spacy-electra-onnx-") as tmp:
+        path = Path(tmp) / "encoder.onnx"
+        export_onnx(encoder, path, all_layers=all_layers)
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = Path(tmp) / "encoder-int8.onnx"
+            with warnings.catch_warnings(), _quiet_root_logger():
+                warnings.simplefilter("ignore")
+                # per-channel weight scales: closer to fp32 than one scale per matrix, and
+                # measured as fast on this model (BENCHMARKS.md)
+                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
+            path = quantized
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no optimizer chatter on every load
+        return ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ORT's quantiser advises "pre-processing" through the root logger on every call; that
+    advice is for static quantisation of CNNs, so it is dropped while we quantise."""
+    advice = lambda record: "pre-processing before quantization" not in record.getMessage()  # noqa: E731
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
+def export_onnx(encoder: nn.Module, path: Path, *, all_layers: bool = False) -> None:
+    """Export with dynamic batch and length axes. The TorchScript-based exporter
+    (``dynamo=False``) needs only the ``onnx`` package; the dynamo exporter would add
+    ``onnxscript`` for the same graph."""
+    was_training = encoder.training
+    encoder.eval()
+    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+    axes = {0: "batch", 1: "length"}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Exported(encoder, all_layers), example, str(path), dynamo=False, opset_version=ONNX_OPSET,
+                input_names=["input_ids", "attention_mask"], output_names=["layers"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "layers": {1: "batch", 2: "length"}},
+            )
+    finally:
+        encoder.train(was_training)
+
+
+def _require_onnxruntime():
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailable("onnxruntime (or onnx) is not installed; pip install 'spacy-electra[onnx]'") from None
+    return onnxruntime
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 support (AVX512-BF16 / AMX) that oneDNN uses."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def make_runner(kind: str) -> Optional[InferenceRunner]:
+    """The runner of ``kind`` (None for fp32); raises ``BackendUnavailable`` where it cannot run
+    and ``ValueError`` for an unknown kind."""
+    if kind not in INFERENCE_KINDS:
+        raise ValueError(f"Unknown inference kind {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+    if kind == "fp32":
+        return None
+    if kind == "bf16":
+        if not bf16_supported():
+            raise BackendUnavailable("this CPU has no native bf16 support (AVX512-BF16 or AMX)")
+        return Bf16Runner()
+    if kind == "int8":
+        if "fbgemm" not in torch.backends.quantized.supported_engines and "x86" not in torch.backends.quantized.supported_engines:
+            raise BackendUnavailable("this torch build has no x86 int8 kernels (fbgemm)")
+        return Int8Runner()
+    _require_onnxruntime()
+    return OnnxRunner(quantize=kind == "onnx-int8")
+
+
+def apply_inference(module: "WindowedEncoder", kind: str) -> str:
+    """Make ``module`` run inference with ``kind`` (one of ``INFERENCE_KINDS``); returns the kind
+    in effect, which is "fp32" after a fallback warning where ``kind`` cannot run here."""
+    try:
+        runner = make_runner(kind)
+    except BackendUnavailable as err:
+        warnings.warn(f"inference = {kind!r} is unavailable ({err}); the encoder runs in fp32.", stacklevel=2)
+        runner = None
+    module.inference = runner
+    return inference_kind(module)
+
+
+def inference_kind(module: "WindowedEncoder") -> str:
+    runner = getattr(module, "inference", None)
+    return "fp32" if runner is None else runner.kind
