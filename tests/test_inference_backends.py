@@ -325,3 +325,37 @@ def test_a_copied_module_keeps_its_kind_and_builds_its_own_copy(checkpoint, kind
     for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
         assert inference_kind(clone) == kind and not clone.inference._built
         assert torch.allclose(predict(clone, inputs)[0], want, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tmp_path_factory):
+    from .test_annotate import build_pipeline
+
+    return build_pipeline(tmp_path_factory.mktemp("annotate_backends"))
+
+
+def test_annotate_inference_option(saved_pipeline, tmp_path):
+    """`spacy-electra annotate --inference KIND`: the run uses the backend (recorded in the
+    manifest, so a rerun with another backend does not resume into the same shards), and an
+    unknown kind is one line before any work; forked workers (--n-process 2) build their own."""
+    import json
+
+    from .test_annotate import invoke
+
+    available("onnx-int8")
+    path = tmp_path / "in.txt"
+    path.write_text("london is new\nparis is a city\n\nthe cafe in york\n")
+    result = invoke(saved_pipeline, path, tmp_path / "bad", "--inference", "fp8")
+    assert result.exit_code == 1 and "Unknown --inference 'fp8'; use one of fp32, bf16, int8, onnx, onnx-int8." in result.output
+    assert not (tmp_path / "bad").exists()
+    counts = {}
+    for kind, n_process in (("fp32", 1), ("int8", 1), ("onnx-int8", 2)):
+        out = tmp_path / kind
+        result = invoke(saved_pipeline, path, out, "--inference", kind, "--n-process", n_process, "--batch-size", 1)
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["run"]["options"]["inference"] == kind
+        counts[kind] = result.output.strip().splitlines()[-1].split(" (")[0]  # "Annotated N docs"
+    assert counts["int8"] == counts["fp32"] == counts["onnx-int8"]
+    result = invoke(saved_pipeline, path, tmp_path / "fp32", "--inference", "int8")
+    assert result.exit_code == 1 and "different run" in result.output.lower()

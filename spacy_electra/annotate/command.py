@@ -20,6 +20,7 @@ def annotate_command(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU (with --ray: >= 0 gives each worker one GPU)."),
     use_ray: bool = typer.Option(False, "--ray", help="Annotate on Ray Data (pip install 'spacy-electra[ray]'); connects to RAY_ADDRESS or starts a local Ray."),
     ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray actors (default: one per CPU, or per GPU with --gpu-id)."),
+    inference: Optional[str] = typer.Option(None, "--inference", help="Run the ELECTRA encoders as fp32, bf16, int8, onnx or onnx-int8 (CPU; onnx needs spacy-electra[onnx]). Default: the pipeline's own setting."),
 ) -> None:
     """Annotate a corpus with a pipeline: streamed, written in shards with a manifest, resumable
     after a crash or Ctrl-C; bad records go to rejects.jsonl with their file, line and reason."""
@@ -30,7 +31,7 @@ def annotate_command(
         summary = annotate(
             pipeline, input_path, output, text_field=text_field, input_format=input_format,
             output_format=output_format, shard_size=shard_size, batch_size=batch_size, n_process=n_process,
-            gpu_id=gpu_id, use_ray=use_ray, ray_workers=ray_workers,
+            gpu_id=gpu_id, use_ray=use_ray, ray_workers=ray_workers, inference=inference,
         )
     except AnnotateError as err:
         typer.echo(f"Error: {err}", err=True)

@@ -39,13 +39,17 @@ class PipelineAnnotator:
     """Callable class for ``Dataset.map_batches``: loads the pipeline once per actor."""
 
     def __init__(self, pipeline: str, *, batch_size: int = 64, text_column: str = "text",
-                 id_column: str = "id", meta_column: str = "meta") -> None:
+                 id_column: str = "id", meta_column: str = "meta", inference: Optional[str] = None) -> None:
         import ray
         import spacy
 
         if ray.get_gpu_ids():  # Ray narrowed CUDA_VISIBLE_DEVICES to this actor's GPU
             spacy.require_gpu(0)
         self.nlp = spacy.load(pipeline)
+        if inference is not None:
+            from ..inference import set_inference
+
+            set_inference(self.nlp, inference)
         self.batch_size = batch_size
         self.text_column, self.id_column, self.meta_column = text_column, id_column, meta_column
 
@@ -78,6 +82,7 @@ def annotate_dataset(
     id_column: str = "id",
     meta_column: str = "meta",
     annotator: Type[PipelineAnnotator] = PipelineAnnotator,
+    inference: Optional[str] = None,
     **ray_remote_args: Any,
 ) -> "ray.data.Dataset":
     """``ds`` with a ``record`` column (JSON string) and an ``n_words`` column. ``pipeline`` must
@@ -90,7 +95,7 @@ def annotate_dataset(
     return ds.map_batches(
         annotator,
         fn_constructor_kwargs=dict(pipeline=str(pipeline), batch_size=batch_size, text_column=text_column,
-                                   id_column=id_column, meta_column=meta_column),
+                                   id_column=id_column, meta_column=meta_column, inference=inference),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -115,7 +120,7 @@ def annotate_records(records: List[InputRecord], pipeline: Union[str, Path], **k
 
 
 def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, workers: Optional[int], shard_size: int,
-                window: int = 8):
+                window: int = 8, inference: Optional[str] = None):
     """The runner's backend for ``--ray``: one Ray Data job per ``window`` shards (so the actors'
     start-up, loading the pipeline, is paid once per window), records back in input order."""
     ray = _require_ray()
@@ -126,7 +131,7 @@ def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, worke
     resource = "GPU" if gpu else "CPU"
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get(resource, 1)))
-    options = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1)
+    options = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1, inference=inference)
 
     def annotate_stream(records: Iterable[InputRecord]) -> Iterator:
         chunk: List[InputRecord] = []

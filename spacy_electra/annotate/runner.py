@@ -105,6 +105,22 @@ def load_pipeline(pipeline: Union[str, Path], gpu_id: int = -1) -> Language:
         raise AnnotateError(f"Cannot load pipeline {pipeline}: {str(err).splitlines()[0]}") from err
 
 
+def _check_inference(kind: str) -> None:
+    from ..model.backends import INFERENCE_KINDS  # torch only once a backend is asked for
+
+    if kind not in INFERENCE_KINDS:
+        raise AnnotateError(f"Unknown --inference {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+
+
+def _set_inference(nlp: Language, kind: str) -> None:
+    from ..inference import set_inference
+
+    try:
+        set_inference(nlp, kind)
+    except ValueError as err:
+        raise AnnotateError(f"--inference {kind}: {err}") from None
+
+
 # -- n_process > 1 ---------------------------------------------------------------------------
 _FORKING = {"active": 0, "registered": False}
 
@@ -265,10 +281,15 @@ def annotate(
     ray_workers: Optional[int] = None,
     progress: Optional[bool] = None,
     nlp: Optional[Language] = None,
+    inference: Optional[str] = None,
 ) -> Summary:
     """Annotate ``input_path`` with ``pipeline`` into shards under ``output``; resumes a run that
-    was cut short. ``nlp`` may pass the already loaded ``pipeline`` (tests, notebooks)."""
+    was cut short. ``nlp`` may pass the already loaded ``pipeline`` (tests, notebooks).
+    ``inference`` (fp32, bf16, int8, onnx, onnx-int8) switches the pipeline's ELECTRA encoders to
+    that backend for this run (see ``spacy_electra.inference``)."""
     output = Path(output)
+    if inference is not None:
+        _check_inference(inference)
     if output_format not in OUTPUT_FORMATS:
         raise AnnotateError(f"Unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
     if shard_size < 1 or batch_size < 1 or n_process < 1:
@@ -280,30 +301,37 @@ def annotate(
     files = list_input_files(Path(input_path), input_format)
     if Path(input_path).is_dir() and output.resolve().is_relative_to(Path(input_path).resolve()):
         raise AnnotateError(f"Output {output} is inside the input folder {input_path}, so a rerun would read it as input; write it elsewhere.")
+    # A backend changes the outputs slightly, so a rerun resumes only with the same one; runs
+    # without it keep the identity they always had.
+    backend_option = {} if inference is None else {"inference": inference}
     run = run_identity(pipeline, Path(input_path), files, text_field=text_field, output_format=output_format,
-                       shard_size=shard_size)
+                       shard_size=shard_size, **backend_option)
     Manifest.open(output, run)  # refuses a different run before anything is created
     with lock_folder(output):
         manifest = Manifest.open(output, run)  # re-read under the lock
         manifest.prepare()
         return _annotate_locked(manifest, pipeline, files, nlp=nlp, text_field=text_field, output_format=output_format,
                                 shard_size=shard_size, batch_size=batch_size, n_process=n_process, gpu_id=gpu_id,
-                                use_ray=use_ray, ray_workers=ray_workers, progress=progress)
+                                use_ray=use_ray, ray_workers=ray_workers, progress=progress, inference=inference)
 
 
 def _annotate_locked(manifest: Manifest, pipeline, files: List[InputFile], *, nlp: Optional[Language], text_field: str,
                      output_format: str, shard_size: int, batch_size: int, n_process: int, gpu_id: int,
-                     use_ray: bool, ray_workers: Optional[int], progress: Optional[bool]) -> Summary:
+                     use_ray: bool, ray_workers: Optional[int], progress: Optional[bool],
+                     inference: Optional[str] = None) -> Summary:
     resumed = set(manifest.shards)
     start = time.perf_counter()
     if not manifest.complete:
         if use_ray:
             from .ray_data import ray_backend
 
-            backend = ray_backend(pipeline, batch_size=batch_size, gpu=gpu_id >= 0, workers=ray_workers, shard_size=shard_size)
+            backend = ray_backend(pipeline, batch_size=batch_size, gpu=gpu_id >= 0, workers=ray_workers, shard_size=shard_size,
+                                  inference=inference)
             max_length = 10**6 if nlp is None else nlp.max_length  # spaCy's default
         else:
             nlp = nlp if nlp is not None else load_pipeline(pipeline, gpu_id)
+            if inference is not None:
+                _set_inference(nlp, inference)
             backend = local_backend(nlp, batch_size=batch_size, n_process=n_process)
             max_length = nlp.max_length
         stream = InputStream(files, text_field=text_field, max_length=max_length)
