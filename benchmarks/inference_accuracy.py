@@ -38,7 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore")
     import spacy
     import torch
-    from spacy.tokens import DocBin
+    from spacy.tokens import Doc, DocBin
     from spacy.training import Example
 
     from spacy_electra.inference import set_inference
@@ -48,7 +48,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     gold = list(DocBin().from_disk(args.dev).get_docs(nlp.vocab))
     if args.limit:
         gold = gold[: args.limit]
-    examples = [Example(nlp.make_doc(doc.text) if not doc.has_unknown_spaces else doc.copy(), doc) for doc in gold]
+    # Predicted docs carry the gold tokens and nothing else (a copy of the gold doc would keep its
+    # entities, which the ner would then see as preset).
+    examples = [Example(Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]), doc)
+                for doc in gold]
     n_words = sum(len(doc) for doc in gold)
     results: Dict[str, Dict[str, float]] = {}
     for kind in ["fp32"] + [k for k in args.kinds.split(",") if k and k != "fp32"]:
