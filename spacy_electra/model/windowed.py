@@ -11,7 +11,7 @@ WordPiece vocabulary, which makes it (with its config) everything a saved pipeli
 ``inference`` (set by ``backends.apply_inference``; None means fp32 torch) runs the encoder for
 calls without grad or dropout only, so training always goes through the fp32 torch path.
 """
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +21,16 @@ from .config import ElectraConfig
 from .encoder import ElectraEncoder
 
 Chunk = Tuple[Tensor, Tensor, Tensor, Tensor]  # ids, mask, target, window_index
-# (encoder, ids, mask, all_layers) -> stacked layers (n_layers, batch, length, hidden), or None
-# for "use the torch path" (see backends.InferenceRunner).
-InferenceBackend = Callable[[ElectraEncoder, Tensor, Tensor, bool], Optional[Tensor]]
+# An inference backend (see backends.InferenceRunner): ``bind(encoder, all_layers)``, once per
+# forward pass, gives ``(ids, mask) -> (n_layers, batch, length, hidden)``, or None for "use the
+# torch path".
+ChunkEncoder = Callable[[Tensor, Tensor], Tensor]
+
+
+class InferenceBackend(Protocol):
+    kind: str
+
+    def bind(self, encoder: ElectraEncoder, all_layers: bool) -> Optional[ChunkEncoder]: ...
 
 
 class WindowedEncoder(nn.Module):
@@ -55,11 +62,10 @@ class WindowedEncoder(nn.Module):
         # One extra row absorbs [CLS]/[SEP]/padding outputs.
         sums = inv_counts.new_zeros(n_layers, n_pieces + 1, width)
         cls = inv_counts.new_zeros(n_windows, width)
-        backend = self.inference if not dropout and not torch.is_grad_enabled() else None
+        inference = self.inference is not None and not dropout and not torch.is_grad_enabled()
+        encode = self.inference.bind(self.encoder, all_layers) if inference else None
         for ids, mask, target, window_index in chunks:
-            layers = backend(self.encoder, ids, mask, all_layers) if backend is not None else None
-            if layers is None:
-                layers = self._encode_torch(ids, mask, all_layers, dropout)
+            layers = encode(ids, mask) if encode is not None else self._encode_torch(ids, mask, all_layers, dropout)
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
             # In place: autograd records one IndexAdd node per chunk whose backward only gathers
             # that chunk's rows, so forward and backward both stay linear.
