@@ -359,3 +359,19 @@ def test_annotate_inference_option(saved_pipeline, tmp_path):
     assert counts["int8"] == counts["fp32"] == counts["onnx-int8"]
     result = invoke(saved_pipeline, path, tmp_path / "fp32", "--inference", "int8")
     assert result.exit_code == 1 and "different run" in result.output.lower()
+
+
+def test_int8_keeps_the_feed_forward_outputs_fp32(checkpoint):
+    """The int8 recipe: every linear layer quantised per channel except each layer's feed-forward
+    output projection (the one whose quantisation cost F1 on a fine-tuned encoder)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    module = windowed(checkpoint)
+    apply_inference(module, "int8")
+    predict(module, batch_inputs(module))
+    (_, quantised), = module.inference._built.values()
+    for layer in quantised.layers:
+        assert type(layer.output) is torch.nn.Linear
+        for linear in (layer.attention.qkv, layer.attention.output, layer.intermediate):
+            assert isinstance(linear, DynamicLinear) and linear.weight().qscheme() == torch.per_channel_affine
+    assert all(type(layer.output) is torch.nn.Linear for layer in module.encoder.layers)
