@@ -249,6 +249,7 @@ def test_config_with_swapped_nodes_trains(checkpoint):
     "component,listener,standalone",
     [
         ("tagger", {"@architectures": "spacy_electra.ElectraListener.v1", "pooling": "mean"}, "spacy_electra.ElectraTok2Vec.v1"),
+        ("tagger", {"@architectures": "spacy_electra.ElectraScalarMixListener.v1"}, "spacy_electra.ElectraScalarMixTok2Vec.v1"),
         ("electra_ner", {"@architectures": "spacy_electra.ElectraTransformerListener.v1"}, "spacy_electra.ElectraTransformer.v2"),
     ],
 )
@@ -257,7 +258,7 @@ def test_replace_listeners_of_a_v2_encoder(checkpoint, tmp_path, component, list
 
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": v2_config(checkpoint)})
+    nlp.add_pipe("electra_transformer", config={"model": v2_config(checkpoint, all_layers=True)})
     nlp.add_pipe(component, config={"model": {"tok2vec": listener}})
     examples = examples_for(nlp, component)
     optimizer = nlp.initialize(lambda: examples)

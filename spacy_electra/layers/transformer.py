@@ -4,6 +4,11 @@ Data flow: token texts -> WordPiece ids per token (exact alignment) -> windows o
 pieces -> ELECTRA (torch, through a Thinc ``PyTorchShim``) -> piece vectors averaged over
 overlapping windows -> ``TransformerData`` (spacy-transformers' format, so its listeners and
 spaCy's own components work on top unchanged).
+
+``ElectraTransformer.v2`` (``layers/compose/``) builds the same path from registered nodes that a
+config can swap; both run the torch encoder through ``encode_windows`` below and hand out
+``TransformerData`` through ``trf_data.py``, so they give the same outputs and save the same blob.
+Code that needs the encoder of either goes through ``encoder_node`` / ``get_encoder``.
 """
 from __future__ import annotations
 
