@@ -115,7 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if ray_runs:
             import ray
 
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+            from spacy_electra.annotate.ray_data import init_local_ray
+
+            init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}})
             ray.data.DataContext.get_current().enable_progress_bars = False
             for name in ray_runs:

@@ -9,7 +9,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 import ray.data  # noqa: E402
 
 from spacy_electra.annotate import annotate  # noqa: E402
-from spacy_electra.annotate.ray_data import PipelineAnnotator, annotate_dataset  # noqa: E402
+from spacy_electra.annotate.ray_data import PipelineAnnotator, annotate_dataset, init_local_ray  # noqa: E402
 
 from .test_annotate import build_pipeline, random_texts, read_records, write_jsonl  # noqa: E402
 
@@ -27,11 +27,17 @@ def local_ray(marker):
     """Workers import this checkout's spacy_electra (and these tests) first."""
     path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     env = {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "ANNOTATE_TEST_MARKER": str(marker)}
-    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False,
+    init_local_ray(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
+
+
+def test_local_ray_workers_run_at_the_drivers_priority(local_ray):
+    """Ray's default worker niceness (15) starved the actors whenever anything else ran."""
+    worker_niceness = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+    assert worker_niceness == os.nice(0)
 
 
 @pytest.fixture(scope="module")

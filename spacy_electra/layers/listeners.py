@@ -95,9 +95,10 @@ def _own_mix_init(model: Model, X=None, Y=None) -> Model:
     encoder has loaded its checkpoint (an upstream component tells its listeners instead)."""
     encoder, mix, pool = model.layers
     encoder.initialize()
-    if not encoder.attrs["all_layers"]:
+    from .transformer import encoder_node, get_encoder  # a cycle at import time otherwise
+
+    if not encoder_node(encoder).attrs["all_layers"]:
         raise ValueError("ElectraScalarMixTok2Vec.v1 needs every layer: set all_layers = true in its encoder.")
-    from .transformer import get_encoder  # a cycle at import time otherwise
 
     mix.set_dim("nL", get_encoder(encoder).config.num_hidden_layers + 1, force=True)
     mix.initialize()
@@ -115,12 +116,14 @@ LISTENER_REPLACEMENTS = {
 def replace_listener(encoder: Model, listener: Model, upstream) -> Model:
     """``replace_listener`` hook: the listener node becomes ``encoder`` (spaCy passes a fresh copy
     of the upstream's model), and whatever followed the listener (pooling, scalar mix, the head)
-    stays as trained. The copy's torch shim gets its own id, so the optimizer does not share Adam
-    state between it and the upstream encoder when both keep training."""
-    for shim in encoder.shims:
-        with Shim.global_id_lock:
-            Shim.global_id += 1
-            shim.id = Shim.global_id
+    stays as trained. The copy's torch shim (in a nested node of ``ElectraTransformer.v2``) gets
+    its own id, so the optimizer does not share Adam state between it and the upstream encoder
+    when both keep training."""
+    for node in encoder.walk():
+        for shim in node.shims:
+            with Shim.global_id_lock:
+                Shim.global_id += 1
+                shim.id = Shim.global_id
     return encoder
 
 

@@ -4,6 +4,11 @@ Data flow: token texts -> WordPiece ids per token (exact alignment) -> windows o
 pieces -> ELECTRA (torch, through a Thinc ``PyTorchShim``) -> piece vectors averaged over
 overlapping windows -> ``TransformerData`` (spacy-transformers' format, so its listeners and
 spaCy's own components work on top unchanged).
+
+``ElectraTransformer.v2`` (``layers/compose/``) builds the same path from registered nodes that a
+config can swap; both run the torch encoder through ``encode_windows`` below and hand out
+``TransformerData`` through ``trf_data.py``, so they give the same outputs and save the same blob.
+Code that needs the encoder of either goes through ``encoder_node`` / ``get_encoder``.
 """
 from __future__ import annotations
 
@@ -11,20 +16,18 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
-from spacy_transformers.data_classes import TransformerData, WordpieceBatch
+from spacy_transformers.data_classes import TransformerData
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
-from thinc.types import Ragged
-from transformers.utils import ModelOutput
+from thinc.types import Floats2d, Floats3d
 
 from ..model import load_checkpoint
 from ..model.checkpoint import CheckpointError, load_wordpiece, resolve_checkpoint
-from ..pieces import WordPieceEncoder
-from ..windows import check_window, make_window_batch
+from ..windows import WindowBatch, check_window, make_window_batch
 from ..model.windowed import WindowedEncoder
+from .trf_data import CLS_KEY, doc_gradients, doc_outputs, with_zero_row  # noqa: F401 (CLS_KEY re-exported)
 from .windowed_encoder import deserialize_windowed_encoder, serialize_windowed_encoder
 
 ElectraTransformerModel = Model[List[Doc], List[TransformerData]]
@@ -46,7 +49,6 @@ def _one_thread_in_forked_child() -> None:
         torch.set_num_threads(1)
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
-CLS_KEY = "cls_vectors"  # model_output key: the [CLS] vector of each window, (n_windows, hidden)
 
 
 class ElectraShim(PyTorchShim):
@@ -176,8 +178,17 @@ def local_config(checkpoint: str) -> Dict[str, Any]:
         return {}
 
 
-def get_encoder(model: ElectraTransformerModel) -> WindowedEncoder:
-    module = model.shims[0]._model
+def encoder_node(model: Model) -> Model:
+    """The node whose shim holds the torch encoder: ``model`` itself for ``ElectraTransformer.v1``,
+    the ``WindowedEncoder.v1`` node inside ``.v2``. Its attrs hold ``checkpoint`` and ``all_layers``."""
+    for node in model.walk():
+        if node.shims and isinstance(node.shims[0], ElectraShim):
+            return node
+    raise ValueError(f"{model.name!r} holds no ELECTRA encoder; pass the electra_transformer model (ElectraTransformer.v1 or .v2).")
+
+
+def get_encoder(model: Model) -> WindowedEncoder:
+    module = encoder_node(model).shims[0]._model
     if module is None:
         raise ValueError(
             "The ELECTRA encoder is not initialized: run nlp.initialize() (or `spacy train`), or "
@@ -186,14 +197,17 @@ def get_encoder(model: ElectraTransformerModel) -> WindowedEncoder:
     return module
 
 
-def set_encoder(model: ElectraTransformerModel, module: WindowedEncoder) -> None:
-    shim = model.shims[0]
+def set_encoder(model: Model, module: WindowedEncoder) -> None:
+    node = encoder_node(model)
+    shim = node.shims[0]
     shim._model = module.to(shim.device)
-    model.set_dim("nO", module.config.hidden_size, force=True)
+    node.set_dim("nO", module.config.hidden_size, force=True)
+    if model is not node and model.has_dim("nO") is not False:
+        model.set_dim("nO", module.config.hidden_size, force=True)
 
 
-def init(model: ElectraTransformerModel, X: Optional[List[Doc]] = None, Y=None) -> ElectraTransformerModel:
-    checkpoint = model.attrs["checkpoint"]
+def load_windowed_encoder(checkpoint: str) -> WindowedEncoder:
+    """The encoder and vocabulary of ``checkpoint`` (a local folder or a cached hub id)."""
     try:
         directory = resolve_checkpoint(checkpoint)
     except CheckpointError as err:
@@ -202,16 +216,19 @@ def init(model: ElectraTransformerModel, X: Optional[List[Doc]] = None, Y=None) 
             "(e.g. --paths.checkpoint /path/to/checkpoint with the shipped configs)."
         ) from None
     encoder = load_checkpoint(directory, kind="encoder")
-    check_window(model.attrs["window"], model.attrs["stride"], encoder.config.max_position_embeddings)
     wordpiece = load_wordpiece(directory, vocab_size=encoder.config.vocab_size)
-    set_encoder(model, WindowedEncoder(encoder, wordpiece))
+    return WindowedEncoder(encoder, wordpiece)
+
+
+def init(model: ElectraTransformerModel, X: Optional[List[Doc]] = None, Y=None) -> ElectraTransformerModel:
+    module = load_windowed_encoder(model.attrs["checkpoint"])
+    check_window(model.attrs["window"], model.attrs["stride"], module.config.max_position_embeddings)
+    set_encoder(model, module)
     return model
 
 
 def forward(model: ElectraTransformerModel, docs: List[Doc], is_train: bool):
-    module = get_encoder(model)
-    wp = module.wordpiece
-    train = is_train and not model.attrs["frozen"]
+    wp = get_encoder(model).wordpiece
     pieces = wp.encode_batch([[token.text for token in doc] for doc in docs])
     batch = make_window_batch(
         pieces,
@@ -222,84 +239,49 @@ def forward(model: ElectraTransformerModel, docs: List[Doc], is_train: bool):
         sep_id=wp.sep_id,
         pad_id=wp.pad_id,
     )
-    all_layers = model.attrs["all_layers"]
-    n_layers = module.config.num_hidden_layers + 1 if all_layers else 1
-    width = module.config.hidden_size
-    n_windows = sum(batch.doc_windows)
-    shim = model.shims[0]
-    device = shim.device
-    if batch.n_pieces == 0:
-        vectors = model.ops.alloc3f(n_layers, 0, width)
-        cls = model.ops.alloc2f(0, width)
-        backprop_torch = None
-    else:
-        to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-        chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
-        inputs = ArgsKwargs(
-            args=(chunks, batch.n_pieces, n_windows, to_torch(batch.inv_counts)),
-            kwargs={"all_layers": all_layers, "dropout": train},
-        )
-        (vectors_t, cls_t), backprop_torch = shim(inputs, train)
-        vectors, cls = torch2xp(vectors_t), torch2xp(cls_t)
-    outputs = _split_by_doc(model, docs, pieces, batch, vectors, cls, all_layers, wp)
+    (vectors, cls), backprop_windows = encode_windows(model, batch, is_train)
+    outputs = doc_outputs(pieces, wp, batch, vectors, cls, model.attrs["all_layers"])
+    outputs = [with_zero_row(model.ops, out) if n == 0 and len(doc) else out for out, n, doc in zip(outputs, batch.doc_pieces, docs)]
 
     def backprop(d_outputs: List[TransformerData]) -> List[Doc]:
-        if not train or backprop_torch is None:
-            return docs
-        d_vectors = model.ops.alloc3f(n_layers, batch.n_pieces, width)
-        d_cls = model.ops.alloc2f(n_windows, width)
-        piece_start = window_start = 0
-        for d_out, n, w in zip(d_outputs, batch.doc_pieces, batch.doc_windows):
-            out = d_out.model_output
-            if n:
-                if out.get("last_hidden_state") is not None:
-                    d_vectors[-1, piece_start : piece_start + n] += out["last_hidden_state"][0, :n]
-                for layer, d_layer in enumerate(out.get("hidden_states") or ()):
-                    d_vectors[layer, piece_start : piece_start + n] += d_layer[0, :n]
-                if out.get(CLS_KEY) is not None:
-                    d_cls[window_start : window_start + w] += out[CLS_KEY]
-            piece_start += n
-            window_start += w
-        backprop_torch(
-            ArgsKwargs(
-                args=((vectors_t, cls_t),),
-                kwargs={"grad_tensors": (xp2torch(d_vectors, device=device), xp2torch(d_cls, device=device))},
-            )
-        )
+        if is_train and not model.attrs["frozen"] and batch.n_pieces:
+            backprop_windows(doc_gradients(model.ops, d_outputs, batch, vectors.shape[0], vectors.shape[-1]))
         return docs
 
     return outputs, backprop
 
 
-def _split_by_doc(model, docs, pieces, batch, vectors, cls, all_layers, wp: WordPieceEncoder) -> List[TransformerData]:
-    width = vectors.shape[-1]
-    outputs = []
-    piece_start = window_start = 0
-    for doc, doc_pieces, n, w in zip(docs, pieces, batch.doc_pieces, batch.doc_windows):
-        if n == 0 and len(doc):
-            # Only whitespace tokens: one zero row that no token aligns to keeps the shapes valid
-            # for poolers that reject empty arrays; every token pools to a zero vector.
-            layers = model.ops.alloc3f(vectors.shape[0], 1, width)
-        else:
-            layers = vectors[:, piece_start : piece_start + n]
-        output = ModelOutput(last_hidden_state=layers[-1][None])
-        if all_layers:
-            output["hidden_states"] = tuple(layer[None] for layer in layers)
-        output[CLS_KEY] = cls[window_start : window_start + w]
-        ids = doc_pieces.ids
-        outputs.append(
-            TransformerData(
-                wordpieces=WordpieceBatch(
-                    strings=[[wp.vocab[i] for i in ids]],
-                    input_ids=ids[None].astype("int32"),
-                    attention_mask=np.ones((1, n), dtype="float32"),
-                    lengths=[n],
-                    token_type_ids=None,
-                ),
-                model_output=output,
-                align=Ragged(np.arange(n, dtype="int32"), np.asarray(doc_pieces.lengths, dtype="int32")),
+def encode_windows(model: Model, batch: WindowBatch, is_train: bool) -> Tuple[Tuple[Floats3d, Floats2d], Callable]:
+    """Run the windows of ``batch`` through the torch encoder of ``model`` (a node with an
+    ``ElectraShim`` and ``frozen`` / ``all_layers`` attrs): piece vectors (n_layers, n_pieces,
+    width), overlap-averaged, and each window's [CLS] vector. A frozen encoder runs as in
+    prediction (no dropout, no gradient). The forward of v1 and of v2's ``WindowedEncoder.v1``."""
+    module = get_encoder(model)
+    train = is_train and not model.attrs["frozen"]
+    all_layers = model.attrs["all_layers"]
+    n_layers = module.config.num_hidden_layers + 1 if all_layers else 1
+    width = module.config.hidden_size
+    if batch.n_pieces == 0:
+        return (model.ops.alloc3f(n_layers, 0, width), model.ops.alloc2f(0, width)), lambda d_out: batch
+    shim = model.shims[0]
+    device = shim.device
+    to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
+    inputs = ArgsKwargs(
+        args=(chunks, batch.n_pieces, sum(batch.doc_windows), to_torch(batch.inv_counts)),
+        kwargs={"all_layers": all_layers, "dropout": train},
+    )
+    (vectors_t, cls_t), backprop_torch = shim(inputs, train)
+
+    def backprop(d_out: Tuple[Floats3d, Floats2d]) -> WindowBatch:
+        if train:
+            d_vectors, d_cls = d_out
+            backprop_torch(
+                ArgsKwargs(
+                    args=((vectors_t, cls_t),),
+                    kwargs={"grad_tensors": (xp2torch(d_vectors, device=device), xp2torch(d_cls, device=device))},
+                )
             )
-        )
-        piece_start += n
-        window_start += w
-    return outputs
+        return batch
+
+    return (torch2xp(vectors_t), torch2xp(cls_t)), backprop

@@ -20,6 +20,7 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from ..layers import heads as _default_architectures  # noqa: F401 (registers them before entry points exist)
+from ..layers.transformer import encoder_node
 from ..model.checkpoint import CheckpointError, resolve_checkpoint
 from . import hf_heads
 
@@ -50,7 +51,10 @@ def check_checkpoint(model: Model, section: str) -> None:
     encoder = next((node for node in model.walk() if node.name == "electra_transformer"), None)
     if encoder is None:
         return
-    checkpoint = encoder.attrs["checkpoint"]
+    node = encoder_node(encoder)
+    if node is not encoder:  # ElectraTransformer.v2: the setting is in its encoder node
+        section = section[:-1] + ".encoder]"
+    checkpoint = node.attrs["checkpoint"]
     try:
         resolve_checkpoint(checkpoint)
         return

@@ -88,7 +88,9 @@ def read_fine_tuned_head(model: Model) -> Optional[FineTunedHead]:
     encoder = own_encoder(model)
     if encoder is None:
         return None
-    directory = resolve_checkpoint(encoder.attrs["checkpoint"])
+    from ..layers.transformer import encoder_node
+
+    directory = resolve_checkpoint(encoder_node(encoder).attrs["checkpoint"])
     _, raw = read_config(directory)
     architecture = next((a for a in raw.get("architectures") or [] if a in (TOKEN_CLASSIFICATION, SEQUENCE_CLASSIFICATION)), None)
     if architecture is None:

@@ -23,6 +23,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from transformers.utils import ModelOutput
 
 from ..layers.listeners import ElectraTransformerListener, replace_listener, replace_listener_cfg
+from ..layers.transformer import encoder_node, get_encoder, local_config
 from .heads import check_checkpoint, refuse_rehearsal
 
 DEFAULT_CONFIG = """
@@ -100,7 +101,7 @@ class ElectraTransformer(TrainablePipe):
             return
         for node in nodes:
             if node.name == "electra_scalar_mix":
-                if not self.model.attrs["all_layers"]:
+                if not encoder_node(self.model).attrs["all_layers"]:
                     raise ValueError(
                         f"Component {component.name!r} uses ElectraScalarMixListener.v1, which needs "
                         f"every layer: set all_layers = true in [components.{self.name}.model]."
@@ -110,11 +111,10 @@ class ElectraTransformer(TrainablePipe):
                     node.set_dim("nL", self._n_layers(), force=True)
 
     def _n_layers(self) -> int:
-        from ..layers.transformer import get_encoder, local_config
-
-        if self.model.shims[0]._model is not None:
-            return get_encoder(self.model).config.num_hidden_layers + 1
-        config = local_config(self.model.attrs["checkpoint"])
+        node = encoder_node(self.model)
+        if node.shims[0]._model is not None:
+            return get_encoder(node).config.num_hidden_layers + 1
+        config = local_config(node.attrs["checkpoint"])
         return int(config.get("num_hidden_layers", 12)) + 1
 
     def _mark_releasing_listeners(self) -> None:
