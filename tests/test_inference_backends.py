@@ -375,3 +375,20 @@ def test_int8_keeps_the_feed_forward_outputs_fp32(checkpoint):
         for linear in (layer.attention.qkv, layer.attention.output, layer.intermediate):
             assert isinstance(linear, DynamicLinear) and linear.weight().qscheme() == torch.per_channel_affine
     assert all(type(layer.output) is torch.nn.Linear for layer in module.encoder.layers)
+
+
+def test_set_inference_finds_the_encoder_of_an_electra_transformer_v2(checkpoint):
+    """ElectraTransformer.v2 holds the same WindowedEncoder in its WindowedEncoder.v1 node."""
+    import spacy_electra.layers.compose  # noqa: F401  (registers the v2 nodes in this worktree)
+
+    from .test_compose import v2_config
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("electra_transformer", config={"model": v2_config(checkpoint, window=16, stride=12)})
+    docs = [Doc(nlp.vocab, words=["the", "london", "cafe", "is", "new"])]
+    nlp.initialize(lambda: examples(nlp, docs))
+    texts = ["the london cafe is new", "paris is a city of the new york"]
+    want = hidden(nlp.pipe(texts))
+    assert set_inference(nlp, "int8") == {"electra_transformer": "int8"}
+    for got, ref in zip(hidden(nlp.pipe(texts)), want):
+        assert_close("int8", got, ref)
