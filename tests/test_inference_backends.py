@@ -361,20 +361,30 @@ def test_annotate_inference_option(saved_pipeline, tmp_path):
     assert result.exit_code == 1 and "different run" in result.output.lower()
 
 
-def test_int8_keeps_the_feed_forward_outputs_fp32(checkpoint):
+def test_int8_keeps_the_feed_forward_outputs_and_first_layer_fp32(checkpoint, tmp_path):
     """The int8 recipe: every linear layer quantised per channel except each layer's feed-forward
-    output projection (the one whose quantisation cost F1 on a fine-tuned encoder)."""
+    output projection and the first layer (the ones whose quantisation cost accuracy on
+    fine-tuned encoders), in torch and in the ONNX graph alike."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     module = windowed(checkpoint)
     apply_inference(module, "int8")
     predict(module, batch_inputs(module))
     (_, quantised), = module.inference._built.values()
-    for layer in quantised.layers:
+    first, *rest = quantised.layers
+    assert rest, "the test checkpoint needs at least two layers"
+    assert all(type(linear) is torch.nn.Linear for linear in (first.attention.qkv, first.attention.output, first.intermediate, first.output))
+    assert type(quantised.projection) is torch.nn.Linear
+    for layer in rest:
         assert type(layer.output) is torch.nn.Linear
         for linear in (layer.attention.qkv, layer.attention.output, layer.intermediate):
             assert isinstance(linear, DynamicLinear) and linear.weight().qscheme() == torch.per_channel_affine
     assert all(type(layer.output) is torch.nn.Linear for layer in module.encoder.layers)
+    pytest.importorskip("onnx")
+    path = tmp_path / "encoder.onnx"
+    backends.export_onnx(module.encoder, path)
+    assert backends._onnx_matmuls(path, backends.fp32_linears(module.encoder))[:3] == [
+        "/projection/MatMul", "/layers.0/attention/qkv/MatMul", "/layers.0/attention/output/MatMul"]
 
 
 def test_set_inference_finds_the_encoder_of_an_electra_transformer_v2(checkpoint):
