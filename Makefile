@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray,onnx]"
 	touch $@
 
 .PHONY: main test

@@ -402,3 +402,59 @@ def test_set_inference_finds_the_encoder_of_an_electra_transformer_v2(checkpoint
     assert set_inference(nlp, "int8") == {"electra_transformer": "int8"}
     for got, ref in zip(hidden(nlp.pipe(texts)), want):
         assert_close("int8", got, ref)
+
+
+# --- the config setting: `inference` on ElectraTransformer.v1 / WindowedEncoder.v1 ------------
+
+
+def _configured_pipeline(checkpoint, inference):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "window": 16,
+                                                          "stride": 12, "inference": inference}})
+    nlp.initialize()
+    return nlp
+
+
+def _vectors(nlp, texts):
+    return [doc._.trf_data.model_output.last_hidden_state.copy() for doc in nlp.pipe(texts)]
+
+
+def test_configured_inference_runs_predictions_and_survives_save_and_load(checkpoint, tmp_path):
+    texts = ["Alice moved to Paris in 2019 .", "The quick brown fox jumps over the lazy dog " * 4]
+    fp32 = _vectors(_configured_pipeline(checkpoint, "fp32"), texts)
+    nlp = _configured_pipeline(checkpoint, "int8")
+    got = _vectors(nlp, texts)
+    [(_, module)] = list(find_encoders(nlp))
+    assert inference_kind(module) == "int8"
+    for g, w in zip(got, fp32):
+        assert not np.array_equal(g, w)  # the int8 runner really ran
+        assert_close("int8", torch.from_numpy(g), torch.from_numpy(w))
+    nlp.to_disk(tmp_path / "p")
+    reloaded = spacy.load(tmp_path / "p")
+    assert reloaded.config["components"]["electra_transformer"]["model"]["inference"] == "int8"
+    again = _vectors(reloaded, texts)
+    [(_, module)] = list(find_encoders(reloaded))
+    assert inference_kind(module) == "int8"
+    for a, g in zip(again, got):
+        np.testing.assert_allclose(a, g, atol=1e-5)
+    # the saved weights are the fp32 ones: the same pipeline reloaded as fp32 predicts fp32
+    as_fp32 = spacy.load(tmp_path / "p", config={"components": {"electra_transformer": {"model": {"inference": "fp32"}}}})
+    for a, w in zip(_vectors(as_fp32, texts), fp32):
+        np.testing.assert_allclose(a, w, atol=1e-5)
+
+
+def test_configured_inference_that_cannot_run_falls_back_with_a_warning(checkpoint, monkeypatch):
+    def missing():
+        raise backends.BackendUnavailable("onnxruntime is not installed")
+
+    monkeypatch.setattr(backends, "_require_onnxruntime", missing)
+    nlp = _configured_pipeline(checkpoint, "onnx")
+    with pytest.warns(UserWarning, match="unavailable"):
+        nlp("Alice moved to Paris .")
+    [(_, module)] = list(find_encoders(nlp))
+    assert inference_kind(module) == "fp32"
+
+
+def test_unknown_configured_inference_is_one_clear_error(checkpoint):
+    with pytest.raises(ValueError, match="is not a backend; use one of fp32"):
+        _configured_pipeline(checkpoint, "fp8")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -26,6 +27,7 @@ from thinc.types import Floats2d, Floats3d
 from ..model import load_checkpoint
 from ..model.checkpoint import CheckpointError, load_wordpiece, resolve_checkpoint
 from ..windows import WindowBatch, check_window, make_window_batch
+from ..model.backends import INFERENCE_KINDS, apply_inference
 from ..model.windowed import WindowedEncoder
 from .trf_data import CLS_KEY, doc_gradients, doc_outputs, with_zero_row  # noqa: F401 (CLS_KEY re-exported)
 from .windowed_encoder import deserialize_windowed_encoder, serialize_windowed_encoder
@@ -49,6 +51,13 @@ def _one_thread_in_forked_child() -> None:
         torch.set_num_threads(1)
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
+_INFERENCE_LOCK = threading.Lock()  # module level: shims are deep-copied, locks cannot be
+
+
+def check_inference(kind: str) -> str:
+    if kind not in INFERENCE_KINDS:
+        raise ValueError(f"inference = {kind!r} is not a backend; use one of {', '.join(INFERENCE_KINDS)} (README: Fast CPU inference).")
+    return kind
 
 
 class ElectraShim(PyTorchShim):
@@ -64,6 +73,19 @@ class ElectraShim(PyTorchShim):
     ``finish_update`` is PyTorchShim's, given an optimizer that adds the scale of each key."""
 
     layer_lr_decay: float = 1.0
+    # The configured inference backend (model/backends.py). It is applied to whatever module the
+    # shim holds at its first prediction, so initialize, from_bytes/from_disk and set_encoder are
+    # all covered by one check; training (begin_update) always runs the fp32 torch path.
+    inference: str = "fp32"
+
+    def _ensure_inference(self) -> None:
+        module = self._model
+        if self.inference == "fp32" or getattr(module, "_configured_inference", None) == self.inference:
+            return
+        with _INFERENCE_LOCK:
+            if getattr(module, "_configured_inference", None) != self.inference:
+                apply_inference(module, self.inference)  # warns and keeps fp32 where it cannot run
+                module._configured_inference = self.inference
 
     def lr_scale(self, name: str) -> float:
         decay = self.layer_lr_decay
@@ -91,6 +113,7 @@ class ElectraShim(PyTorchShim):
         another's. Our encoder takes dropout as an argument instead, and inference never
         touches module state: concurrent ``nlp.pipe`` calls on one pipeline are safe."""
         _one_thread_in_forked_child()
+        self._ensure_inference()
         with torch.no_grad(), torch.autocast(device_type="cuda", enabled=self._mixed_precision):
             return self._model(*inputs.args, **{**inputs.kwargs, "dropout": False})
 
@@ -132,12 +155,16 @@ def ElectraTransformer_v1(
     max_batch_items: int = 4096,
     all_layers: bool = False,
     layer_lr_decay: float = 1.0,
+    inference: str = "fp32",
 ) -> ElectraTransformerModel:
     """ELECTRA over wordpiece windows of each doc. Weights are read from ``checkpoint`` (a local
     HF-format folder or a cached hub id) at ``initialize``, not here, so a config can be built
     and a pipeline loaded without the original checkpoint. ``all_layers`` keeps every layer's
     output (for ``ElectraScalarMixListener``). ``layer_lr_decay`` (e.g. 0.8, the ELECTRA paper's
-    fine-tuning recipe) lowers the learning rate of lower layers; 1.0 turns it off."""
+    fine-tuning recipe) lowers the learning rate of lower layers; 1.0 turns it off. ``inference``
+    picks the backend predictions run on ("fp32", "bf16", "int8", "onnx", "onnx-int8"; see
+    model/backends.py): training always runs fp32 torch and the saved weights stay fp32."""
+    check_inference(inference)
     if not 0.0 < layer_lr_decay <= 1.0:
         raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
     local = local_config(checkpoint)  # read once: max positions and width, when on disk
@@ -152,6 +179,7 @@ def ElectraTransformer_v1(
         deserialize_model=deserialize_windowed_encoder,
     )
     shim.layer_lr_decay = layer_lr_decay
+    shim.inference = inference
     return Model(
         "electra_transformer",
         forward,

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from spacy.util import registry
 from thinc.api import Model, PyTorchGradScaler
 
-from ..transformer import DEFAULT_CHECKPOINT, ElectraShim, encode_windows, load_windowed_encoder, local_config, set_encoder
+from ..transformer import DEFAULT_CHECKPOINT, ElectraShim, check_inference, encode_windows, load_windowed_encoder, local_config, set_encoder
 from ..windowed_encoder import deserialize_windowed_encoder, serialize_windowed_encoder
 from .types import WindowedEncoderModel
 
@@ -29,12 +29,15 @@ def WindowedEncoder_v1(
     layer_lr_decay: float = 1.0,
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
+    inference: str = "fp32",
 ) -> WindowedEncoderModel:
     """ELECTRA read from ``checkpoint`` (a local HF-format folder or a cached hub id) at
     ``initialize``, not here, so a config builds and a saved pipeline loads without it.
     ``all_layers`` keeps every layer's output (for ``ElectraScalarMixListener``); ``frozen``
     runs it as in prediction during training; ``layer_lr_decay`` (e.g. 0.8, the ELECTRA paper's
-    recipe) lowers the learning rate of lower layers, 1.0 turns it off."""
+    recipe) lowers the learning rate of lower layers, 1.0 turns it off. ``inference`` picks the
+    prediction backend (as in ``ElectraTransformer.v1``; training always runs fp32 torch)."""
+    check_inference(inference)
     if not 0.0 < layer_lr_decay <= 1.0:
         raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
     shim = ElectraShim(
@@ -45,6 +48,7 @@ def WindowedEncoder_v1(
         deserialize_model=deserialize_windowed_encoder,
     )
     shim.layer_lr_decay = layer_lr_decay
+    shim.inference = inference
     return Model(
         "electra_windowed_encoder",
         encode_windows,
