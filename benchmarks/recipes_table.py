@@ -34,7 +34,7 @@ def main(path: Path) -> None:
             score, speed = result["eval"][key], result["eval"]["speed"]
             print(
                 f"| {task} | {system} | {100 * score:.2f} ({key}) | {fmt(cpu)} | {fmt(wall)} | {speed:,.0f} | "
-                f"{100 * (score - base_score):+.2f} | {speed / base_speed:.2f}x |"
+                f"{100 * (score - base_score):+.2f} | {speed / base_speed:.3g}x |"
             )
 
 
