@@ -198,6 +198,14 @@ class OnnxRunner(InferenceRunner):
         return torch.from_numpy(derived.run(None, feeds)[0])
 
 
+# ORT's dynamic quantisation on top of ``fp32_linears``: per-channel weight scales, and MatMul
+# only. By default ``quantize_dynamic`` also stores the embedding tables (Gather) as per-tensor
+# uint8, which torch's int8 never does; on SST-2 dev that turned 8 flipped predictions into 12
+# (benchmarks/results/inference.md). ``reduce_range``, uint8 weights and per-tensor weight scales
+# all flipped more sentences; ``ActivationSymmetric`` changes nothing in dynamic mode.
+ORT_INT8_OPTIONS: dict = {"per_channel": True, "op_types_to_quantize": ["MatMul"]}
+
+
 class _Exported(nn.Module):
     """What gets exported: ids and mask in, (n_layers, batch, length, hidden) out."""
 
@@ -217,21 +225,26 @@ def onnx_session(encoder: nn.Module, *, all_layers: bool = False, quantize: bool
         path = Path(tmp) / "encoder.onnx"
         export_onnx(encoder, path, all_layers=all_layers)
         if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             quantized = Path(tmp) / "encoder-int8.onnx"
-            with warnings.catch_warnings(), _quiet_root_logger():
-                warnings.simplefilter("ignore")
-                # the same recipe as int8: per-channel weight scales, fp32_linears kept fp32
-                keep = _onnx_matmuls(path, fp32_linears(encoder))
-                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
-                                 nodes_to_exclude=keep)
+            quantize_onnx(path, quantized, fp32_linears(encoder))
             path = quantized
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no optimizer chatter on every load
         return ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+
+
+def quantize_onnx(path: Path, quantized: Path, fp32: List[str]) -> None:
+    """ORT's dynamic int8 quantisation of the exported encoder at ``path``, written to
+    ``quantized``: the same recipe as int8 (per-channel weight scales, the linear layers named in
+    ``fp32`` kept fp32, embeddings fp32), with ``ORT_INT8_OPTIONS``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings(), _quiet_root_logger():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(path), str(quantized), nodes_to_exclude=_onnx_matmuls(path, fp32),
+                         **{"weight_type": QuantType.QInt8, **ORT_INT8_OPTIONS})
 
 
 def _onnx_matmuls(path: Path, linears: List[str]) -> List[str]:
