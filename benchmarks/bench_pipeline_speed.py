@@ -204,6 +204,28 @@ def timed_pipe(nlp, words: List[List[str]], batch_size: int) -> float:
     return elapsed
 
 
+def interleaved_seconds(pipelines, keys: List[str], words: List[List[str]], batch_size: int, repeats: int) -> Dict[str, List[float]]:
+    """Seconds per repeat for each pipeline, interleaved at batch granularity: every batch of
+    ``batch_size`` docs goes through every pipeline in turn (rotating which goes first), so load
+    changes on a shared machine hit all alike. Each nlp.pipe call is exactly one batch, i.e. the
+    same work as one call over all docs."""
+    n_words = sum(len(w) for w in words)
+    batches = [words[i : i + batch_size] for i in range(0, len(words), batch_size)]
+    times: Dict[str, List[float]] = {k: [] for k in keys}
+    turn = 0
+    for r in range(repeats):
+        elapsed = {k: 0.0 for k in keys}
+        for batch in batches:
+            order = keys[turn % len(keys):] + keys[: turn % len(keys)]
+            turn += 1
+            for k in order:
+                elapsed[k] += timed_pipe(pipelines[k], batch, batch_size)
+        for k in keys:
+            times[k].append(elapsed[k])
+        print(f"repeat {r + 1}: " + ", ".join(f"{k} {n_words / times[k][-1]:,.0f} words/s" for k in keys), flush=True)
+    return times
+
+
 def window_stats(nlp_a, nlp_b, words: List[List[str]], window: int, stride: int, batch_size: int) -> Dict[str, float]:
     """Windows and real (unpadded) pieces that A and B feed the transformer for these docs."""
     from spacy.tokens import Doc
@@ -275,23 +297,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # warm-up (allocator, lazy init) on a few docs
     for k in keys:
         timed_pipe(pipelines[k], words[:8], args.batch_size)
-    # Interleave at batch granularity: every batch of --batch-size docs goes through A, B and C in
-    # turn (rotating which goes first), so load changes on the shared machine hit all alike. Each
-    # nlp.pipe call is exactly one batch, i.e. the same work as one call over all docs.
-    batches = [words[i : i + args.batch_size] for i in range(0, len(words), args.batch_size)]
-    times: Dict[str, List[float]] = {k: [] for k in keys}
-    turn = 0
-    for r in range(args.repeats):
-        elapsed = {k: 0.0 for k in keys}
-        for batch in batches:
-            order = keys[turn % len(keys):] + keys[: turn % len(keys)]
-            turn += 1
-            for k in order:
-                elapsed[k] += timed_pipe(pipelines[k], batch, args.batch_size)
-        for k in keys:
-            times[k].append(elapsed[k])
-        print(f"repeat {r + 1}: " + ", ".join(f"{k} {n_words / times[k][-1]:,.0f} w/s" for k in keys), flush=True)
-
+    times = interleaved_seconds(pipelines, keys, words, args.batch_size, args.repeats)
     wps = {k: n_words / statistics.median(times[k]) for k in keys}
     per_repeat = {k: [n_words / t for t in times[k]] for k in keys}
     lines = [

@@ -183,19 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     for name in names:  # warm-up: lazy builds (int8 copy, ONNX export) happen here, untimed
         bps.timed_pipe(pipelines[name], words[:4], args.batch_size)
-    batches = [words[i : i + args.batch_size] for i in range(0, len(words), args.batch_size)]
-    times: Dict[str, List[float]] = {k: [] for k in names}
-    turn = 0
-    for r in range(args.repeats):
-        elapsed = {k: 0.0 for k in names}
-        for batch in batches:
-            order = names[turn % len(names):] + names[: turn % len(names)]
-            turn += 1
-            for k in order:
-                elapsed[k] += bps.timed_pipe(pipelines[k], batch, args.batch_size)
-        for k in names:
-            times[k].append(elapsed[k])
-        print(f"repeat {r + 1}: " + ", ".join(f"{k} {n_words / times[k][-1]:,.0f}" for k in names) + " words/s", flush=True)
+    times = bps.interleaved_seconds(pipelines, names, words, args.batch_size, args.repeats)
     wps = {k: n_words / statistics.median(times[k]) for k in names}
 
     scaling: Dict[str, Dict[str, float]] = {}
@@ -247,7 +235,7 @@ def _ratios(wps: Dict[str, float]) -> Dict[str, Dict[str, float]]:
 
 
 def report(result) -> str:
-    lines = [f"| pipeline | words/s (median) | per repeat | vs spacy-transformers | vs fp32 |", "| --- | ---: | --- | ---: | ---: |"]
+    lines = ["| pipeline | words/s (median) | per repeat | vs spacy-transformers | vs fp32 |", "| --- | ---: | --- | ---: | ---: |"]
     wps = result["words_per_second"]
     for k, v in wps.items():
         ratios = result["ratios"].get(k, {})
