@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Callable, List, TypeVar
 
 import pytest
 import torch
@@ -73,6 +75,31 @@ def offline_hub(monkeypatch):
     """No test reaches the internet: the Hugging Face Hub is offline unless a test (the fake-hub
     tests) sets its own endpoint and clears this."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+T = TypeVar("T")
+
+
+def run_in_threads(work: Callable[[int], T], n: int) -> List[T]:
+    """``[work(0), ..., work(n - 1)]``, each on its own thread, all started before any is joined
+    (so they really overlap); re-raises the first exception a thread raised."""
+    results: List[T] = [None] * n  # type: ignore[list-item]
+    errors: List[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(i)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 encoder's cost is linear in the pieces of a batch."""
 import random
 import sys
-import threading
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ from spacy_electra.model.windowed import WindowedEncoder
 from spacy_electra.pieces import WordPieceEncoder
 from spacy_electra.windows import make_window_batch
 
-from .conftest import BASE_PIECES, make_hf_checkpoint
+from .conftest import BASE_PIECES, make_hf_checkpoint, run_in_threads
 
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
 
@@ -74,31 +73,13 @@ def test_threads_sharing_one_pipeline_match_sequential_results(shared_pipeline, 
     words = [[t.text for t in d] for d in texts]
     fresh = lambda: [Doc(nlp.vocab, words=w) for w in words]  # noqa: E731
     expected = annotations(nlp.pipe(fresh(), batch_size=8))
-    results, errors = {}, []
-
-    def work(i):
-        try:
-            results[i] = annotations(nlp.pipe(fresh(), batch_size=8))
-        except Exception as err:  # noqa: BLE001 - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = run_in_threads(lambda i: annotations(nlp.pipe(fresh(), batch_size=8)), 4)
     for i in range(4):
         different = sum(a != b for a, b in zip(results[i], expected))
         assert different == 0, f"thread {i}: {different} of 300 docs differ from the sequential run"
     # nlp(text) from several threads too, against the same single-thread reference.
     single = [annotations([nlp(d)])[0] for d in fresh()[:40]]
-    out = [None] * 40
-    threads = [threading.Thread(target=lambda k: out.__setitem__(k, annotations([nlp(fresh()[k])])[0]), args=(k,)) for k in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = run_in_threads(lambda k: annotations([nlp(fresh()[k])])[0], 40)
     assert out == single
 
 
@@ -150,7 +131,6 @@ def test_windowed_encoder_time_is_linear_in_pieces(one_torch_thread):
 def test_importing_the_plugin_leaves_forked_children_alone():
     """No import-time fork hook: a forked child of a program that merely imports the plugin keeps
     torch's thread count; the encoder sets one thread only in a child that runs it."""
-    import os
     import subprocess
     import sys
 

@@ -29,7 +29,7 @@ from spacy_electra.model.checkpoint import load_wordpiece
 from spacy_electra.model.windowed import WindowedEncoder
 from spacy_electra.windows import make_window_batch
 
-from .conftest import make_hf_checkpoint
+from .conftest import make_hf_checkpoint, run_in_threads
 
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
 EXACT = {"onnx": 1e-4}
@@ -295,22 +295,14 @@ def test_threads_sharing_one_backend_build_it_once_and_match_sequential(checkpoi
     runner.build = lambda *a: builds.append(1) or build(*a)
     rng = np.random.default_rng(3)
     texts = [" ".join(WORDS[i] for i in rng.integers(0, len(WORDS), rng.integers(1, 40))) for _ in range(60)]
-    results, errors = {}, []
     barrier = threading.Barrier(4)
 
     def work(i):
-        try:
-            barrier.wait()  # all four reach the lazy build together
-            results[i] = [h.numpy().tobytes() for h in hidden(nlp.pipe(texts, batch_size=8))]
-        except Exception as err:  # noqa: BLE001 - reported below
-            errors.append(err)
+        barrier.wait()  # all four reach the lazy build together
+        return [h.numpy().tobytes() for h in hidden(nlp.pipe(texts, batch_size=8))]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(builds) == 1
+    results = run_in_threads(work, 4)
+    assert len(builds) == 1
     sequential = [h.numpy().tobytes() for h in hidden(nlp.pipe(texts, batch_size=8))]
     assert all(results[i] == sequential for i in range(4))
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import warnings
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from spacy_electra.qa.architecture import encode_tasks, get_module
 from spacy_electra.qa.export import export_span_qa
 from spacy_electra.qa.features import batch_rows, make_rows
 
-from .conftest import hf_config, make_hf_checkpoint
+from .conftest import hf_config, make_hf_checkpoint, run_in_threads
 
 # A real SQuAD 2.0 dev context (CC BY-SA 4.0) and a question about it.
 SKY = (
@@ -253,17 +252,9 @@ def test_predict_is_thread_safe_and_leaves_dropout_off(hand_nlp):
     get_module(qa.model).train()
     contexts = [SKY[: 100 + 40 * i] for i in range(6)]
     expected = [[a.score for a in qa.answer(c, [QUESTION, "Who?"])] for c in contexts]
-    got = {}
-
-    def work(i):
-        for _ in range(3):
-            got.setdefault(i, []).append([a.score for a in qa.answer(contexts[i], [QUESTION, "Who?"])])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(contexts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = run_in_threads(
+        lambda i: [[a.score for a in qa.answer(contexts[i], [QUESTION, "Who?"])] for _ in range(3)], len(contexts)
+    )
     assert all(got[i] == [expected[i]] * 3 for i in range(len(contexts)))
     get_module(qa.model).eval()
 
