@@ -144,7 +144,7 @@ class SpyRunner(backends.InferenceRunner):
 
     def run(self, derived, ids, mask, all_layers):
         self.calls += 1
-        return backends._encode(derived, ids, mask, all_layers)
+        return backends.encode_chunk(derived, ids, mask, all_layers)
 
 
 def test_grad_enabled_and_training_calls_use_the_fp32_torch_path(checkpoint):

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .windowed import encode_chunk
+
 if TYPE_CHECKING:  # pragma: no cover
     from .encoder import ElectraEncoder
     from .windowed import WindowedEncoder
@@ -113,12 +115,6 @@ def _same_key(a: Tuple[int, Tensor], b: Tuple[int, Tensor]) -> bool:
     return a[0] == b[0] and torch.equal(a[1], b[1])
 
 
-def _encode(encoder: nn.Module, ids: Tensor, mask: Tensor, all_layers: bool) -> Tensor:
-    if all_layers:
-        return torch.stack(encoder.encode_layers(ids, mask, dropout=False))
-    return encoder.encode(ids, mask, dropout=False)[None]
-
-
 class Bf16Runner(InferenceRunner):
     """bf16 autocast of the fp32 module (matmuls in bf16, reductions such as LayerNorm and softmax
     kept in fp32 by autocast's rules); the derived "copy" is the module itself."""
@@ -130,7 +126,7 @@ class Bf16Runner(InferenceRunner):
 
     def run(self, derived, ids, mask, all_layers):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return _encode(derived, ids, mask, all_layers).float()
+            return encode_chunk(derived, ids, mask, all_layers).float()
 
 
 class Int8Runner(InferenceRunner):
@@ -148,7 +144,7 @@ class Int8Runner(InferenceRunner):
         return _quantize_torch(encoder)
 
     def run(self, derived, ids, mask, all_layers):
-        return _encode(derived, ids, mask, all_layers)
+        return encode_chunk(derived, ids, mask, all_layers)
 
 
 def fp32_linears(encoder: nn.Module) -> List[str]:
@@ -215,7 +211,7 @@ class _Exported(nn.Module):
         self.all_layers = all_layers
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return _encode(self.encoder, input_ids, attention_mask, self.all_layers)
+        return encode_chunk(self.encoder, input_ids, attention_mask, self.all_layers)
 
 
 def onnx_session(encoder: nn.Module, *, all_layers: bool = False, quantize: bool = False, threads: int = 1):

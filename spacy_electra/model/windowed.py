@@ -65,7 +65,7 @@ class WindowedEncoder(nn.Module):
         inference = self.inference is not None and not dropout and not torch.is_grad_enabled()
         encode = self.inference.bind(self.encoder, all_layers) if inference else None
         for ids, mask, target, window_index in chunks:
-            layers = encode(ids, mask) if encode is not None else self._encode_torch(ids, mask, all_layers, dropout)
+            layers = encode(ids, mask) if encode is not None else encode_chunk(self.encoder, ids, mask, all_layers, dropout=dropout)
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
             # In place: autograd records one IndexAdd node per chunk whose backward only gathers
             # that chunk's rows, so forward and backward both stay linear.
@@ -73,7 +73,10 @@ class WindowedEncoder(nn.Module):
             cls.index_copy_(0, window_index, layers[-1, :, 0])
         return sums[:, :n_pieces] * inv_counts[None, :, None], cls
 
-    def _encode_torch(self, ids: Tensor, mask: Tensor, all_layers: bool, dropout: bool) -> Tensor:
-        if all_layers:
-            return torch.stack(self.encoder.encode_layers(ids, mask, dropout=dropout))
-        return self.encoder.encode(ids, mask, dropout=dropout)[None]
+
+def encode_chunk(encoder: ElectraEncoder, ids: Tensor, mask: Tensor, all_layers: bool, *, dropout: bool = False) -> Tensor:
+    """One chunk of windows through the torch encoder (fp32, or a backend's derived copy):
+    (n_layers, batch, length, hidden), the last layer only or every layer (embedding output first)."""
+    if all_layers:
+        return torch.stack(encoder.encode_layers(ids, mask, dropout=dropout))
+    return encoder.encode(ids, mask, dropout=dropout)[None]
