@@ -15,7 +15,7 @@ from typing import Dict, Iterator, Tuple
 from spacy.language import Language
 from thinc.api import Model
 
-from .model.backends import INFERENCE_KINDS, apply_inference
+from .model.backends import INFERENCE_KINDS, apply_inference, check_kind
 from .model.windowed import WindowedEncoder
 
 __all__ = ["INFERENCE_KINDS", "find_encoders", "set_inference"]
@@ -39,8 +39,7 @@ def find_encoders(nlp: Language) -> Iterator[Tuple[str, WindowedEncoder]]:
 def set_inference(nlp: Language, kind: str) -> Dict[str, str]:
     """Apply ``kind`` to every encoder of ``nlp``; returns {component: kind in effect} (fp32
     where the backend is unavailable here, after a warning)."""
-    if kind not in INFERENCE_KINDS:
-        raise ValueError(f"Unknown inference kind {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+    check_kind(kind)
     applied = {name: apply_inference(module, kind) for name, module in find_encoders(nlp)}
     if not applied:
         raise ValueError(

@@ -106,10 +106,12 @@ def load_pipeline(pipeline: Union[str, Path], gpu_id: int = -1) -> Language:
 
 
 def _check_inference(kind: str) -> None:
-    from ..model.backends import INFERENCE_KINDS  # torch only once a backend is asked for
+    from ..model.backends import check_kind  # torch only once a backend is asked for
 
-    if kind not in INFERENCE_KINDS:
-        raise AnnotateError(f"Unknown --inference {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+    try:
+        check_kind(kind, "--inference")
+    except ValueError as err:
+        raise AnnotateError(str(err)) from None
 
 
 def _set_inference(nlp: Language, kind: str) -> None:

@@ -315,11 +315,18 @@ def bf16_supported() -> bool:
         return False
 
 
+def check_kind(kind: str, what: str = "inference kind") -> str:
+    """``kind`` if it is one of ``INFERENCE_KINDS``; else a one-line ValueError naming ``what``
+    was wrong (e.g. "--inference" on the command line) and the valid kinds."""
+    if kind not in INFERENCE_KINDS:
+        raise ValueError(f"Unknown {what} {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+    return kind
+
+
 def make_runner(kind: str) -> Optional[InferenceRunner]:
     """The runner of ``kind`` (None for fp32); raises ``BackendUnavailable`` where it cannot run
     and ``ValueError`` for an unknown kind."""
-    if kind not in INFERENCE_KINDS:
-        raise ValueError(f"Unknown inference kind {kind!r}; use one of {', '.join(INFERENCE_KINDS)}.")
+    check_kind(kind)
     if kind == "fp32":
         return None
     if kind == "bf16":
