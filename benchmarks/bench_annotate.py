@@ -76,6 +76,22 @@ def read_texts(limit: int) -> List[str]:
     return texts
 
 
+def read_records(folder: Path) -> List[str]:
+    """Every record line of a run's JSONL shards, in shard order."""
+    return [line for path in sorted(folder.glob("records-*.jsonl")) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def diff_records(reference: List[str], other: List[str]) -> List[str]:
+    """Ids of the records that differ (by position; a missing or extra record counts too)."""
+    ids = []
+    for i in range(max(len(reference), len(other))):
+        a = reference[i] if i < len(reference) else None
+        b = other[i] if i < len(other) else None
+        if a != b:
+            ids.append(json.loads(a or b)["id"])
+    return ids
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if not CORPUS.exists() or not ENCODER.exists():
@@ -90,6 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs = args.runs.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
     results: Dict[str, Dict[str, float]] = {}
+    keep = False  # the outputs stay on disk when two runs' records differ
     try:
         nlp = build_pipeline(work / "pipeline")
         texts = read_texts(args.limit)
@@ -126,13 +143,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                 record(name, summary.n_words, time.perf_counter() - start)
             ray.shutdown()
         if "annotate" in results:
-            reference = [p.read_bytes() for p in sorted((work / "annotate").glob("records-*.jsonl"))]
+            reference = read_records(work / "annotate")
             for name in results:
                 if name not in ("plain", "annotate"):
-                    same = [p.read_bytes() for p in sorted((work / name).glob("records-*.jsonl"))] == reference
-                    results[name]["same_records_as_annotate"] = same
+                    differ = diff_records(reference, read_records(work / name))
+                    results[name]["same_records_as_annotate"] = not differ
+                    results[name]["records_differing_from_annotate"] = len(differ)
+                    if differ:
+                        keep = True
+                        print(f"{name}: {len(differ)} records differ from annotate's (first: {differ[:5]})")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if keep:
+            print(f"Kept the outputs for inspection: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     def ratio(a: str, b: str) -> Optional[float]:
         if a in results and b in results:

@@ -9,7 +9,9 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 import ray.data  # noqa: E402
 
 from spacy_electra.annotate import annotate  # noqa: E402
-from spacy_electra.annotate.ray_data import PipelineAnnotator, annotate_dataset, init_local_ray  # noqa: E402
+from spacy_electra.annotate import ray_data  # noqa: E402
+from spacy_electra.annotate.io import InputRecord  # noqa: E402
+from spacy_electra.annotate.ray_data import BatchAnnotator, PipelineAnnotator, annotate_dataset, annotate_records, init_local_ray  # noqa: E402
 
 from .test_annotate import build_pipeline, random_texts, read_records, write_jsonl  # noqa: E402
 
@@ -96,3 +98,41 @@ def test_a_worker_killed_mid_run_is_retried_with_no_record_lost_or_duplicated(lo
     ids = [row["id"] for row in out]
     assert len(ids) == len(set(ids)) == len(expected)
     assert {i: json.loads(row["record"]) for i, row in zip(ids, out)} == expected
+
+
+class RecordsItsBatch(BatchAnnotator):
+    """Writes the ids of the batch each text was annotated in into that text's metadata."""
+
+    def annotate(self, texts, ids, metas, *, batch_size):
+        metas = [{**meta, "batch": list(ids), "pipe_batch_size": batch_size} for meta in metas]
+        return super().annotate(texts, ids, metas, batch_size=batch_size)
+
+
+def test_ray_annotates_in_the_batches_a_local_run_forms(local_ray, pipeline):
+    """Ray Data forms its batches inside its blocks; records must come from the same consecutive
+    batches of batch_size that nlp.pipe forms locally (float results depend on the batch)."""
+    texts = random_texts(23, seed=3)
+    records = [InputRecord(seq=i, id=f"t:{i}", text=t) for i, t in enumerate(texts)]
+    out = annotate_records(records, pipeline, batch_size=4, concurrency=2, annotator=RecordsItsBatch)
+    ids = [r.id for r in records]
+    assert [o["record"]["id"] for o in out] == ids
+    for i, o in enumerate(out):
+        start = i - i % 4
+        assert o["record"]["meta"]["batch"] == ids[start:start + 4]
+        assert o["record"]["meta"]["pipe_batch_size"] == len(ids[start:start + 4])
+
+
+def test_ray_windows_of_shards_end_on_a_batch_boundary(local_ray, pipeline, monkeypatch):
+    chunks = []
+
+    def fake_annotate_records(chunk, pipeline, **options):
+        chunks.append([r.seq for r in chunk])
+        return [{"record": {"id": r.id}, "n_words": 1} for r in chunk]
+
+    monkeypatch.setattr(ray_data, "annotate_records", fake_annotate_records)
+    stream = ray_data.ray_backend(pipeline, batch_size=4, gpu=False, workers=1, shard_size=5, window=1)
+    records = [InputRecord(seq=i, id=f"t:{i}", text="x") for i in range(23) if i != 6]  # 6: a reject
+    out = list(stream(iter(records)))
+    assert [r.seq for r, *_ in out] == [r.seq for r in records]
+    assert len(chunks) > 1 and all(len(c) % 4 == 0 for c in chunks[:-1])
+    assert sum(chunks, []) == [r.seq for r in records]
