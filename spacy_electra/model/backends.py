@@ -20,6 +20,7 @@ saved on one machine must still load on another.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -131,9 +132,8 @@ class Bf16Runner(InferenceRunner):
 
 class Int8Runner(InferenceRunner):
     """PyTorch dynamic quantisation (int8 weights with one scale per output channel, activations
-    quantised per batch) of the encoder's linear layers, on a copy of the encoder. Embeddings,
-    LayerNorm, the first layer and the feed-forward output projections stay fp32 (see
-    ``fp32_linears``)."""
+    quantised per batch, 8-bit where the CPU allows) of the encoder's linear layers, on a copy of
+    the encoder. Embeddings, LayerNorm and the first layer stay fp32 (see ``fp32_linears``)."""
 
     kind = "int8"
 
@@ -147,29 +147,87 @@ class Int8Runner(InferenceRunner):
         return encode_chunk(derived, ids, mask, all_layers)
 
 
-def fp32_linears(encoder: nn.Module) -> List[str]:
-    """Names of the linear layers that int8 leaves in fp32: each layer's feed-forward output
-    projection, whose input (after GELU) has the outliers that one int8 scale per batch cannot
-    cover, and every linear layer of the first transformer layer (and the embedding projection),
-    which sees the embeddings. Measured on fine-tuned pipelines (BENCHMARKS.md): quantising every
-    linear cost 0.5-1.7 F1 on CoNLL-2003 dev; with the feed-forward outputs in fp32, 0.34 F1 and
-    0.33 SST-2 accuracy; with the first layer in fp32 too, 0.04 F1 and +0.01 accuracy."""
-    first = [f"layers.0.{name}" for name in ("attention.qkv", "attention.output", "intermediate")]
+def fp32_linears(encoder: nn.Module, *, full_range: bool = True) -> List[str]:
+    """Names of the linear layers that int8 leaves in fp32: every linear layer of the first
+    transformer layer (and the embedding projection), which sees the embeddings; with 7-bit
+    activations (``full_range=False``, CPUs without VNNI, see ``DynamicLinear``) also each layer's
+    feed-forward output projection, whose input (after GELU) has outliers that one scale per batch
+    covers too coarsely at 7 bits.
+
+    Measured on the fine-tuned pipelines of BENCHMARKS.md (CoNLL-2003 dev F1 / SST-2 dev accuracy,
+    change from fp32; the sweep is in benchmarks/results/inference.md):
+    every linear: 7-bit -0.66 / -1.38, 8-bit -0.31 / +0.11; first layer fp32, 8-bit -0.09 / -0.23;
+    first layer and feed-forward outputs fp32: 7-bit -0.04 / -0.81, 8-bit -0.02 / +0.11.
+    The 8-bit first-layer recipe runs ~1.3x as fast as the one that also keeps the feed-forward
+    outputs fp32 (benchmarks/results/inference.md)."""
+    first = [f"layers.0.{name}" for name in ("attention.qkv", "attention.output", "intermediate", "output")]
     projection = ["projection"] if getattr(encoder, "projection", None) is not None else []
-    return projection + first + [f"layers.{i}.output" for i in range(len(encoder.layers))]
+    ffn_outputs = [] if full_range else [f"layers.{i}.output" for i in range(1, len(encoder.layers))]
+    return projection + first + ffn_outputs
 
 
-def _quantize_torch(encoder: nn.Module) -> nn.Module:
+def _quantize_torch(encoder: nn.Module, keep: Optional[List[str]] = None) -> nn.Module:
+    """A copy of ``encoder`` with its linear layers (but those named in ``keep``, by default
+    ``fp32_linears``) quantised to int8 ``DynamicLinear``s."""
     # torch.ao.quantization is deprecated in favour of torchao, but still ships (and works) in
     # torch 2.13; torchao's int8 dynamic path would add a dependency for the same kernels.
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    keep = set(fp32_linears(encoder))
+    full_range = full_range_activations()
+    keep = set(fp32_linears(encoder, full_range=full_range) if keep is None else keep)
     spec = {name: per_channel_dynamic_qconfig for name, module in encoder.named_modules()
             if isinstance(module, nn.Linear) and name not in keep}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=False).eval()
+        quantized = quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=False,
+                                     mapping={nn.Linear: _dynamic_linear_class()}).eval()
+    for module in quantized.modules():
+        if isinstance(module, _dynamic_linear_class()):
+            module.reduce_range = not full_range
+    return quantized
+
+
+@functools.lru_cache(maxsize=None)
+def _dynamic_linear_class():
+    """torch's dynamic int8 Linear with the activations' range a setting: torch hard-codes
+    ``reduce_range=True`` (7-bit activations), a guard for CPUs whose int8 instructions sum pairs of
+    products in 16 bits (AVX2's ``vpmaddubsw``), where 8-bit activations can overflow. Where the
+    probe ``full_range_activations`` shows no overflow (VNNI's 32-bit sums), the 8th bit halves
+    the activations' rounding error (SST-2: 0.80 points of the int8 accuracy cost came from it)."""
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    class DynamicLinear(Linear):
+        reduce_range = True
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params,
+                                                      reduce_range=self.reduce_range).to(x.dtype)
+
+        def _get_name(self) -> str:
+            return "DynamicQuantizedLinear"
+
+    return DynamicLinear
+
+
+@functools.lru_cache(maxsize=None)
+def full_range_activations() -> bool:
+    """Whether this CPU's int8 kernels take 8-bit activations without overflow: the worst case
+    (every weight and activation at the top of its range) through a full-range product, checked
+    against fp32. A 16-bit pair sum would saturate at about half the true value."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    probe = nn.Linear(64, 4)
+    with torch.no_grad():
+        probe.weight.fill_(0.05)
+        probe.bias.zero_()
+    x = torch.full((2, 64), 5.0)
+    x[:, 0] = -1.0  # a negative minimum puts the zero point above 0, so 5.0 quantises to 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        packed = quantize_dynamic(nn.Sequential(probe), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)[0]
+        y = torch.ops.quantized.linear_dynamic(x, packed._packed_params._packed_params, reduce_range=False)
+    expected = probe(x).detach()
+    return bool(((y - expected).abs().max() / expected.abs().max()) < 0.05)
 
 
 class OnnxRunner(InferenceRunner):
