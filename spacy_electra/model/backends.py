@@ -155,7 +155,7 @@ def fp32_linears(encoder: nn.Module, *, full_range: bool = True) -> List[str]:
     covers too coarsely at 7 bits.
 
     Measured on the fine-tuned pipelines of BENCHMARKS.md (CoNLL-2003 dev F1 / SST-2 dev accuracy,
-    change from fp32; the sweep is in benchmarks/results/inference.md):
+    change from fp32; `benchmarks/int8_recipes.py`, results in benchmarks/results/inference.md):
     every linear: 7-bit -0.66 / -1.38, 8-bit -0.31 / +0.11; first layer fp32, 8-bit -0.09 / -0.23;
     first layer and feed-forward outputs fp32: 7-bit -0.04 / -0.81, 8-bit -0.02 / +0.11.
     The 8-bit first-layer recipe runs ~1.3x as fast as the one that also keeps the feed-forward

@@ -1,0 +1,65 @@
+"""Where a pipeline's time goes (issue #13): the torch encoder module vs everything else, per
+pipeline of ``benchmarks/run.py``, on the same CoNLL-2003 dev documents.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/where_time_goes.py --threads 2 --kinds fp32,int8,spacy-transformers [--ops]
+
+Times the whole ``nlp.pipe`` and, with forward hooks, the torch module under the transformer
+component (our ``WindowedEncoder``, HF's ``ElectraModel``); ``--ops`` adds torch profiler's
+operator table. One run each: repeat it, or use ``run.py`` for ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--docs", type=int, default=64)
+    p.add_argument("--kinds", default="fp32,int8,spacy-transformers")
+    p.add_argument("--ops", action="store_true", help="print torch profiler's operator table too")
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+    from spacy.tokens import Doc
+
+    import run
+
+    torch.set_num_threads(args.threads)
+    bench_args = run.parse_args(["--threads", str(args.threads), "--docs", str(args.docs)])
+    checkpoint, gold = run._checkpoint(bench_args), run._gold(bench_args)
+    words = [[t.text for t in doc] for doc in gold[: args.docs]]
+    for name in args.kinds.split(","):
+        nlp = run.build(name, checkpoint, bench_args, gold)
+        component = nlp.get_pipe("transformer" if "transformer" in nlp.pipe_names else "electra_transformer")
+        module = next(node for node in component.model.walk() if getattr(node, "shims", None)).shims[0]._model
+        spent = [0.0]
+        module.register_forward_pre_hook(lambda *_: spent.__setitem__(0, spent[0] - time.perf_counter()))
+        module.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter()))
+        list(nlp.pipe([Doc(nlp.vocab, words=w) for w in words[:16]], batch_size=16))  # warm-up, lazy builds
+        spent[0] = 0.0
+        start = time.perf_counter()
+        if args.ops:
+            from torch.profiler import profile
+
+            with profile() as prof:
+                list(nlp.pipe([Doc(nlp.vocab, words=w) for w in words], batch_size=16))
+        else:
+            list(nlp.pipe([Doc(nlp.vocab, words=w) for w in words], batch_size=16))
+        total = time.perf_counter() - start
+        print(f"{name}: {total:.2f} s in all, {type(module).__name__} {spent[0]:.2f} s ({100 * spent[0] / total:.0f}%), "
+              f"the rest {total - spent[0]:.2f} s", flush=True)
+        if args.ops:
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
