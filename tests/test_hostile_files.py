@@ -5,7 +5,6 @@ allocate) that the model is never built: ``ElectraEncoder.__init__`` is patched 
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -87,10 +86,8 @@ def finishes(fn, seconds: float = 10.0):
 )
 def test_bad_config_values_fail_fast_without_building(ckpt, never_built, changes, message):
     edit_config(ckpt, **changes)
-    start = time.perf_counter()
-    with pytest.raises(CheckpointError, match=message) as err:
+    with pytest.raises(CheckpointError, match=message) as err:  # never_built: before any module exists
         load_checkpoint(ckpt)
-    assert time.perf_counter() - start < 2.0
     assert "config.json" in str(err.value)
 
 
