@@ -31,9 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def repo_env() -> dict:
+    """This process's environment with this checkout first on PYTHONPATH (for the subprocesses)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "spacy_electra", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "spacy_electra", *args], capture_output=True, text=True, env=repo_env())
 
 
 def records(folder: Path):
@@ -89,9 +93,8 @@ print(json.dumps({"seconds": round(seconds, 2), "words": summary.n_words, "words
 
 def timed(pipeline: Path, corpus: Path, out: Path, gpu: int, batch_size: int) -> dict:
     """annotate() with the pipeline already loaded: words/s without process start-up."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", TIMED, str(pipeline), str(corpus), str(out), str(gpu), str(batch_size)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=repo_env())
     if done.returncode != 0:
         raise SystemExit(f"timed annotate --gpu-id {gpu} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -146,8 +149,7 @@ def main() -> int:
         "doc = nlp('he moved to paris and london')\n"
         "print(json.dumps({'devices': devices, 'ents': [(e.text, e.label_) for e in doc.ents]}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=repo_env())
     result["weights_on"] = done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-2000:]
     result["int8_on_gpu"] = run(small, corpus, work / "small_int8", GPU, "--inference", "int8")
     print(result["weights_on"], result["int8_on_gpu"]["stderr_tail"], flush=True)

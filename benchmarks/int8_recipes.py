@@ -18,12 +18,13 @@ import warnings
 from typing import List
 
 
-def keep_lists(encoder, original) -> dict:
-    n = len(encoder.layers)
+def keep_lists(encoder, fp32_linears) -> dict:
+    """Each recipe's fp32 linears; ``fp32_linears`` is the shipped function (``backends`` is
+    patched while the recipes run)."""
     projection = ["projection"] if getattr(encoder, "projection", None) is not None else []
-    first = projection + [f"layers.0.{x}" for x in ("attention.qkv", "attention.output", "intermediate", "output")]
-    ffn = [f"layers.{i}.output" for i in range(n)]
-    return {"shipped": original(encoder), "previous": first + ffn[1:], "ffnout": projection + ffn, "first": first, "all": []}
+    return {"shipped": fp32_linears(encoder), "previous": fp32_linears(encoder, full_range=False),
+            "ffnout": projection + [f"layers.{i}.output" for i in range(len(encoder.layers))],
+            "first": fp32_linears(encoder, full_range=True), "all": []}
 
 
 def main(argv: List[str]) -> int:

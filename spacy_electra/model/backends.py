@@ -177,12 +177,13 @@ def _quantize_torch(encoder: nn.Module, keep: Optional[List[str]] = None) -> nn.
     keep = set(fp32_linears(encoder, full_range=full_range) if keep is None else keep)
     spec = {name: per_channel_dynamic_qconfig for name, module in encoder.named_modules()
             if isinstance(module, nn.Linear) and name not in keep}
+    dynamic_linear = _dynamic_linear_class()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=False,
-                                     mapping={nn.Linear: _dynamic_linear_class()}).eval()
+                                     mapping={nn.Linear: dynamic_linear}).eval()
     for module in quantized.modules():
-        if isinstance(module, _dynamic_linear_class()):
+        if isinstance(module, dynamic_linear):
             module.reduce_range = not full_range
     return quantized
 
