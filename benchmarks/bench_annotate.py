@@ -58,7 +58,7 @@ def build_pipeline(path: Path):
 
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_ner", config={"labels": ["PER", "ORG", "LOC", "MISC"],
-                                        "model": {"tok2vec": {"checkpoint": str(ENCODER)}}})
+                                        "model": {"tok2vec": {"encoder": {"checkpoint": str(ENCODER)}}}})
     nlp.initialize()
     nlp.to_disk(path)
     return spacy.load(path)

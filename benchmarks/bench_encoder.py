@@ -1,7 +1,7 @@
 """CPU forward-pass speed: our ELECTRA encoder against HF ``ElectraModel`` on the same batches.
 
 Builds a random ELECTRA-small-shaped ``ElectraModel``, saves it, loads it with
-``spacy_electra.model.load_checkpoint`` and checks both give the same hidden states. Then it times
+``spacy_electra.checkpoint.load_checkpoint`` and checks both give the same hidden states. Then it times
 forward passes under ``torch.inference_mode()``, alternating ours and HF's in every repetition
 (and flipping which goes first) so that noise from other jobs on a shared machine hits both
 alike, and prints a markdown table of medians.
@@ -77,7 +77,7 @@ def build_models(directory: Path, attn_impls: List[str]):
     implementation. Returns (ours, {label: hf_model}, {label: note})."""
     import transformers
 
-    from spacy_electra.model import load_checkpoint
+    from spacy_electra.checkpoint import load_checkpoint
 
     torch.manual_seed(0)
     config = transformers.ElectraConfig(**ELECTRA_SMALL)

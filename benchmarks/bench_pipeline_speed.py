@@ -125,7 +125,7 @@ def pipeline_ours(checkpoint: Path, window: int, stride: int, gold_docs):
 
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_transformer",
-                 config={"model": {"checkpoint": str(checkpoint), "window": window, "stride": stride}})
+                 config={"model": {"encoder": {"checkpoint": str(checkpoint)}, "with_windows": {"window": window, "stride": stride}}})
     return add_ner(nlp, {"@architectures": "spacy_electra.ElectraListener.v1", "pooling": "first"}, gold_docs)
 
 
@@ -165,7 +165,7 @@ def check_same_weights(nlp_a, nlp_b, checkpoint: Path) -> str:
     import torch
     from transformers import ElectraModel
 
-    from spacy_electra.layers.transformer import get_encoder
+    from spacy_electra.layers.torch_encoder import get_encoder
 
     ref = {k: v for k, v in ElectraModel.from_pretrained(str(checkpoint)).state_dict().items()
            if not k.endswith("position_ids") and not k.endswith("token_type_ids")}
@@ -230,7 +230,7 @@ def window_stats(nlp_a, nlp_b, words: List[List[str]], window: int, stride: int,
     """Windows and real (unpadded) pieces that A and B feed the transformer for these docs."""
     from spacy.tokens import Doc
 
-    from spacy_electra.layers.transformer import get_encoder
+    from spacy_electra.layers.torch_encoder import get_encoder
     from spacy_electra.windows import window_starts
 
     wp = get_encoder(nlp_a.get_pipe("electra_transformer").model).wordpiece

@@ -34,7 +34,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spacy_electra.model import ElectraConfig, ElectraEncoder, load_checkpoint  # noqa: E402
+from spacy_electra.checkpoint import load_checkpoint, read_checkpoint
+
+from spacy_electra.torch_model import ElectraConfig, ElectraEncoder  # noqa: E402
 from spacy_electra.pretrain.optim import layer_decay_groups, lr_factor  # noqa: E402
 
 MAX_LEN = 128
@@ -161,7 +163,7 @@ class Classifier(nn.Module):
 def build_encoder(spec: str, seed: int) -> ElectraEncoder:
     torch.manual_seed(seed)
     if spec.startswith("random:"):
-        config = ElectraConfig.from_json_file(Path(spec[len("random:"):]) / "config.json")
+        config = read_checkpoint(Path(spec[len("random:"):]), vocab="ignored").config
         config.extra = {}
         return ElectraEncoder(config)
     import warnings

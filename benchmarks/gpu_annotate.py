@@ -162,7 +162,7 @@ def main() -> int:
     make_hf_checkpoint(work / "small-shape-ckpt", "ElectraForPreTraining", random_all=False, embedding_size=128,
                        hidden_size=256, num_hidden_layers=12, num_attention_heads=4, intermediate_size=1024)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(work / "small-shape-ckpt")}})
+    nlp.add_pipe("electra_transformer", config={"model": {"encoder": {"checkpoint": str(work / "small-shape-ckpt")}}})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     ner = nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
     for label in ("PER", "ORG", "LOC", "MISC"):

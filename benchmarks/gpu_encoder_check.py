@@ -11,8 +11,8 @@ import time
 import numpy as np
 import torch
 
-from spacy_electra.model.windowed import WindowedEncoder
-from spacy_electra.model import ElectraConfig, ElectraEncoder
+from spacy_electra.torch_model.windowed import WindowedEncoder
+from spacy_electra.torch_model import ElectraConfig, ElectraEncoder
 from spacy_electra.pieces import TokenPieces, WordPieceEncoder
 from spacy_electra.windows import make_window_batch
 

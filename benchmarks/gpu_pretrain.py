@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spacy_electra.model import save_checkpoint  # noqa: E402
+from spacy_electra.checkpoint import save_checkpoint  # noqa: E402
 from spacy_electra.pieces import WordPieceEncoder  # noqa: E402
 from spacy_electra.pretrain.config import PretrainConfig, load_config, parse_overrides  # noqa: E402
 from spacy_electra.pretrain.trainer import CHECKPOINT, binary_entropy, build_objective, pretrain  # noqa: E402

@@ -38,7 +38,9 @@ PATTERNS = [
 def make_checkpoint(folder: Path) -> None:
     import torch
 
-    from spacy_electra.model import ElectraConfig, ElectraDiscriminator, save_checkpoint
+    from spacy_electra.checkpoint import save_checkpoint
+
+    from spacy_electra.torch_model import ElectraConfig, ElectraDiscriminator
     from spacy_electra.pieces import WordPieceEncoder
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w for ws in WORDS.values() for w in ws})
@@ -124,7 +126,7 @@ def main() -> None:
     trained = spacy.load(work / "out" / "model-last")
     shims = [shim for node in trained.get_pipe("tagger").model.walk() for shim in node.shims]
     result["mixed_precision_setting"] = [bool(getattr(shim, "_mixed_precision", False)) for shim in shims]
-    result["device_of_loaded_weights"] = str(next(shims[0]._model.parameters()).device)
+    result["device_of_loaded_weights"] = str(next(shims[0].module.parameters()).device)
 
     # The pipeline trained on the GPU must also work on a CPU-only machine: reload it with CPU ops.
     from thinc.api import require_cpu

@@ -40,7 +40,7 @@ def main(argv: List[str]) -> int:
     from spacy.training import Example
 
     from spacy_electra.inference import set_inference
-    from spacy_electra.model import backends
+    from spacy_electra.inference import backends
 
     torch.set_num_threads(1)
     nlp = spacy.load(pipeline)

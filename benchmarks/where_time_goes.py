@@ -39,7 +39,7 @@ def main() -> int:
     for name in args.kinds.split(","):
         nlp = run.build(name, checkpoint, bench_args, gold)
         component = nlp.get_pipe("transformer" if "transformer" in nlp.pipe_names else "electra_transformer")
-        module = next(node for node in component.model.walk() if getattr(node, "shims", None)).shims[0]._model
+        module = next(node for node in component.model.walk() if getattr(node, "shims", None)).shims[0].module
         spent = [0.0]
         module.register_forward_pre_hook(lambda *_: spent.__setitem__(0, spent[0] - time.perf_counter()))
         module.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter()))

@@ -24,9 +24,9 @@ app.callback()(verbose_option)
 @app.command("info")
 def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or hub id.")) -> None:
     """Load a checkpoint and print its kind, shape and parameter count."""
-    from .model import load_checkpoint
+    from .checkpoint import read_checkpoint
 
-    model = load_checkpoint(checkpoint)
+    model = read_checkpoint(checkpoint, vocab="optional").build(None)
     n_params = sum(p.numel() for p in model.parameters())
     cfg = model.config
     typer.echo(
@@ -46,9 +46,7 @@ def export(
     trained pipeline's component as an HF task model: electra_span_qa -> ElectraForQuestionAnswering,
     electra_ner / electra_tagger -> ElectraForTokenClassification, electra_textcat(_multilabel) ->
     ElectraForSequenceClassification."""
-    from .model import load_checkpoint, save_checkpoint
-    from .model.checkpoint import CheckpointError, resolve_checkpoint
-    from .pieces import WordPieceEncoder
+    from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
     if not checkpoint.strip():
         raise CheckpointError(
@@ -64,21 +62,16 @@ def export(
         return
     if component is not None:
         raise typer.BadParameter(f"{checkpoint} is not a spaCy pipeline folder (config.cfg + meta.json); --component only applies to pipelines.")
-    source = resolve_checkpoint(checkpoint)
-    vocab = WordPieceEncoder.from_directory(source) if (source / "vocab.txt").exists() else None
-    save_checkpoint(load_checkpoint(source), output, vocab=vocab)
+    source = read_checkpoint(checkpoint, vocab="optional")
+    save_checkpoint(source.build(None), output, vocab=source.vocab)
     typer.echo(f"Wrote {output}")
 
 
-def _export_component(nlp, name, output: Path):
+def _export_component(nlp, name: str, output: Path):
     """Export ``name`` (or the pipeline's only exportable component); returns it and the HF class."""
-    import json
+    from .pipes.export import ExportsToHF
 
-    from .pipes.heads import ElectraHead
-    from .qa import export_span_qa
-    from .qa.component import ElectraSpanQA
-
-    exportable = [n for n, pipe in nlp.pipeline if isinstance(pipe, (ElectraHead, ElectraSpanQA))]
+    exportable = [n for n, pipe in nlp.pipeline if isinstance(pipe, ExportsToHF)]
     if name is None:
         if len(exportable) != 1:
             found = ", ".join(exportable) or "none"
@@ -88,19 +81,14 @@ def _export_component(nlp, name, output: Path):
         raise typer.BadParameter(
             f"{name!r} is not an exportable component of this pipeline (exportable: {', '.join(exportable) or 'none'})."
         )
-    pipe = nlp.get_pipe(name)
-    if isinstance(pipe, ElectraSpanQA):
-        export_span_qa(pipe, output)
-    else:
-        try:
-            pipe.export_hf(output, nlp=nlp)
-        except ValueError as err:  # an architecture HF has no class for: the message says which part
-            raise typer.BadParameter(str(err)) from None
-    return name, json.loads((output / "config.json").read_text())["architectures"][0]
+    try:
+        architecture = nlp.get_pipe(name).export_hf(output, nlp=nlp)
+    except ValueError as err:  # an architecture HF has no class for: the message says which part
+        raise typer.BadParameter(str(err)) from None
+    return name, architecture
 
 
 from .convert import convert_command  # noqa: E402
-
 from .pretrain.commands import OVERRIDE_SETTINGS, pretrain_command, vocab_command  # noqa: E402
 
 app.command("convert")(convert_command)

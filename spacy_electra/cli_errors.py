@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 # (module, class name) of every error whose message is written for the user.
 KNOWN_ERRORS: Tuple[Tuple[str, str], ...] = (
-    ("spacy_electra.model.checkpoint", "CheckpointError"),
+    ("spacy_electra.checkpoint.errors", "CheckpointError"),
     ("spacy_electra.pieces", "VocabError"),
     ("spacy_electra.convert", "ConversionError"),
     ("spacy_electra.pretrain.config", "ConfigError"),

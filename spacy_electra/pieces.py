@@ -81,28 +81,7 @@ class WordPieceEncoder:
                 "use the vocab.txt that came with the checkpoint."
             )
 
-    # -- construction / persistence ------------------------------------------------------------
-    @classmethod
-    def from_directory(cls, directory: Union[str, Path]) -> "WordPieceEncoder":
-        """Build from a checkpoint folder's ``vocab.txt`` and ``tokenizer_config.json``."""
-        directory = Path(directory)
-        vocab_path = directory / "vocab.txt"
-        if not vocab_path.exists():
-            raise VocabError(
-                f"{directory} has no vocab.txt; an ELECTRA checkpoint needs its WordPiece vocabulary."
-            )
-        vocab = vocab_path.read_text(encoding="utf8").splitlines()
-        settings = {}
-        config_path = directory / "tokenizer_config.json"
-        if config_path.exists():
-            settings = json.loads(config_path.read_text(encoding="utf8"))
-        return cls(
-            vocab,
-            lowercase=settings.get("do_lower_case", True),
-            strip_accents=settings.get("strip_accents"),
-            tokenize_chinese_chars=settings.get("tokenize_chinese_chars", True),
-        )
-
+    # -- persistence (reading is ``checkpoint.read_vocabulary``'s job) -------------------------
     def tokenizer_config(self) -> dict:
         return {
             "do_lower_case": self.lowercase,

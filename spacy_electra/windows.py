@@ -41,6 +41,23 @@ def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
     return starts + [n_pieces - window]
 
 
+def pack_by_length(lengths: Sequence[int], max_batch_items: int) -> List[List[int]]:
+    """Indices of ``lengths`` sorted by length and cut into groups whose padded size (rows x
+    longest row) stays within ``max_batch_items``: the batching of every forward pass here
+    (the encoder's windows and QA's question-window rows). A row longer than the budget gets
+    a group of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    i = 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order) and lengths[order[j]] * (j + 1 - i) <= max_batch_items:
+            j += 1
+        groups.append(order[i:j])
+        i = j
+    return groups
+
+
 @dataclass
 class WindowChunk:
     """One forward pass: padded ids (B, L) and where each output row goes.
@@ -90,19 +107,8 @@ def make_window_batch(
         offset += n
     all_ids = np.concatenate([d.ids for d in docs]) if docs else np.zeros(0, np.int32)
     counts = np.concatenate(counts_parts) if counts_parts else np.zeros(0, np.float32)
-    order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
-    chunks = []
-    i = 0
-    while i < len(order):
-        # Windows sorted by length: grow the chunk while the padded size stays in budget.
-        j = i + 1
-        while j < len(order):
-            longest = spans[order[j]][2] - spans[order[j]][1] + 2
-            if longest * (j + 1 - i) > max_batch_items:
-                break
-            j += 1
-        chunks.append(_chunk([spans[k] for k in order[i:j]], order[i:j], all_ids, offset, cls_id, sep_id, pad_id))
-        i = j
+    groups = pack_by_length([end - start + 2 for _, start, end in spans], max_batch_items)
+    chunks = [_chunk([spans[k] for k in group], group, all_ids, offset, cls_id, sep_id, pad_id) for group in groups]
     return WindowBatch(
         chunks=chunks,
         n_pieces=offset,

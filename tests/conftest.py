@@ -122,3 +122,36 @@ def padded_batch(vocab_size: int, lengths=(11, 7, 3), seed: int = 0):
         mask[row, :n] = 1
     types = (torch.arange(width)[None, :] > width // 2).long() * mask
     return ids, mask, types
+
+
+ENCODER_SETTINGS = ("checkpoint", "all_layers", "frozen", "layer_lr_decay", "mixed_precision", "grad_scaler_config", "inference")
+WINDOW_SETTINGS = ("window", "stride", "max_batch_items")
+
+
+def trf_config(checkpoint=None, **settings) -> dict:
+    """Overrides for an ``ElectraTransformer.v1`` model config from flat settings: the encoder's
+    go to its ``encoder`` node, the window sizes to ``with_windows``."""
+    if checkpoint is not None:
+        settings["checkpoint"] = str(checkpoint)
+    unknown = set(settings) - set(ENCODER_SETTINGS) - set(WINDOW_SETTINGS)
+    assert not unknown, f"not an ElectraTransformer.v1 setting: {unknown}"
+    config = {}
+    encoder = {k: v for k, v in settings.items() if k in ENCODER_SETTINGS}
+    windows = {k: v for k, v in settings.items() if k in WINDOW_SETTINGS}
+    if encoder:
+        config["encoder"] = encoder
+    if windows:
+        config["with_windows"] = windows
+    return config
+
+
+def trf_architecture(checkpoint, **settings) -> dict:
+    """A whole ``ElectraTransformer.v1`` config block (every node named), from flat settings."""
+    config = trf_config(checkpoint, **settings)
+    return {
+        "@architectures": "spacy_electra.ElectraTransformer.v1",
+        "encoder": {"@architectures": "spacy_electra.TorchEncoder.v1", **config["encoder"]},
+        "piece_encoder": {"@architectures": "spacy_electra.WordPieceEncoder.v1"},
+        "with_windows": {"@architectures": "spacy_electra.with_strided_windows.v1", **config.get("with_windows", {})},
+        "with_whitespace": {"@architectures": "spacy_electra.with_non_ws_tokens.v1"},
+    }

@@ -20,7 +20,7 @@ from spacy_electra.annotate import io as annotate_io
 from spacy_electra.annotate import runner as annotate_runner
 from spacy_electra.annotate.command import annotate_command
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 PLACES = ("london", "paris", "york")
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
@@ -36,7 +36,7 @@ def build_pipeline(directory: Path) -> Path:
     steps on 'london'/'paris'/'york' as LOC (so records hold some entities)."""
     make_hf_checkpoint(directory / "ckpt", "ElectraForPreTraining", random_all=False)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(directory / "ckpt"), "window": 16, "stride": 12}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(directory / "ckpt"), window=16, stride=12)})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     for name in ("electra_ner", "electra_tagger", "electra_textcat"):
         nlp.add_pipe(name, config={"model": {"tok2vec": listener}})

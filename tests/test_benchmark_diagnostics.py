@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from spacy_electra.model import load_checkpoint
+from spacy_electra.checkpoint import load_checkpoint
 
 from .conftest import make_hf_checkpoint, padded_batch
 

@@ -7,10 +7,11 @@ import pytest
 import spacy
 import torch
 
-from spacy_electra.model import CheckpointError, load_checkpoint, save_checkpoint
-from spacy_electra.model.checkpoint import load_encoder_and_head, load_wordpiece
+from spacy_electra.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from spacy_electra.checkpoint import read_checkpoint, read_vocabulary
+from spacy_electra.checkpoint.reader import left_behind_warning
 
-from .conftest import BASE_PIECES, padded_batch, randomize, write_vocab
+from .conftest import trf_config, BASE_PIECES, padded_batch, randomize, write_vocab
 
 MINILM = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-MiniLM-L6-v2-electra"
 
@@ -72,8 +73,10 @@ def test_bert_task_models_give_their_encoder(tmp_path, cls_name, left_out):
 
 def test_bert_classifier_head_is_returned(tmp_path):
     model = make_bert(tmp_path, "BertForSequenceClassification", num_labels=3)
+    checkpoint = read_checkpoint(tmp_path)
+    head, raw = checkpoint.heads["classifier"], checkpoint.raw_config
     with pytest.warns(UserWarning, match="pooler") as caught:
-        _, head, raw = load_encoder_and_head(tmp_path, "classifier")
+        left_behind_warning(checkpoint, taken=("classifier",))
     assert "classifier.weight" not in str(caught[0].message)
     assert torch.equal(head["weight"], model.classifier.weight) and head["bias"].shape == (3,)
     assert raw["model_type"] == "bert"
@@ -85,7 +88,7 @@ def test_bert_is_written_back_as_electra(tmp_path):
     bert = make_bert(tmp_path / "bert")
     with pytest.warns(UserWarning, match="pooler"):
         ours = load_checkpoint(tmp_path / "bert")
-    save_checkpoint(ours, tmp_path / "electra", vocab=load_wordpiece(tmp_path / "bert"))
+    save_checkpoint(ours, tmp_path / "electra", vocab=read_vocabulary(tmp_path / "bert"))
     config = json.loads((tmp_path / "electra" / "config.json").read_text())
     assert config["model_type"] == "electra" and config["embedding_size"] == config["hidden_size"] == 32
     assert config["architectures"] == ["ElectraModel"]
@@ -106,7 +109,7 @@ def test_bert_with_relative_positions_is_refused(tmp_path):
 def test_bert_checkpoint_in_a_spacy_pipeline_equals_hf(tmp_path):
     bert = make_bert(tmp_path / "bert")
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(tmp_path / "bert")}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(tmp_path / "bert"))})
     with pytest.warns(UserWarning, match="pooler"):
         nlp.initialize()
     data = nlp("the new cafe in paris , london")._.trf_data
@@ -137,7 +140,7 @@ def test_real_minilm_in_bert_layout_equals_hf_bert(tmp_path):
     bert = BertModel.from_pretrained(folder, attn_implementation="eager").eval()
     with pytest.warns(UserWarning, match="pooler"):
         ours = load_checkpoint(folder)
-    wp = load_wordpiece(folder, vocab_size=ours.config.vocab_size)
+    wp = read_vocabulary(folder, vocab_size=ours.config.vocab_size)
     texts = ["The European Commission said on Thursday it disagreed with German advice .".split(),
              "Peter Blackburn lives in Brussels and works for BBC News .".split()]
     for words in texts:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spacy_electra.model import CheckpointError, load_checkpoint
+from spacy_electra.checkpoint import CheckpointError, load_checkpoint
 
 from .conftest import make_hf_checkpoint
 

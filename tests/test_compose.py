@@ -1,6 +1,6 @@
-"""ElectraTransformer.v2: the encoder path from swappable registered nodes gives v1's outputs and
-gradients, saves the same checked encoder blob, trains from a config with a node swapped, and
-works with listeners, replace_listeners and the shipped v2 config."""
+"""ElectraTransformer.v1, composed of registered nodes: outputs equal HF's ElectraModel run
+window by window and averaged, gradients match finite differences, the checked encoder blob,
+a config with swapped nodes trains, listeners and replace_listeners, the shipped configs."""
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,11 @@ from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from transformers.utils import ModelOutput
 
-from spacy_electra.layers import compose  # noqa: F401 (registers the v2 nodes before entry points exist)
-from spacy_electra.layers.compose.types import PieceBatch, TokenBatch
-from spacy_electra.layers.transformer import encoder_node, get_encoder
-from spacy_electra.layers.windowed_encoder import deserialize_encoder_blob
+from spacy_electra import layers  # noqa: F401 (registers the nodes before entry points exist)
+from spacy_electra.layers.types import PieceBatch, TokenBatch
+from spacy_electra.windows import window_starts
+from spacy_electra.layers.torch_encoder import encoder_node, get_encoder
+from spacy_electra.checkpoint.blob import deserialize_encoder_blob
 from spacy_electra.pipes import ner as _ner  # noqa: F401
 
 from .conftest import make_hf_checkpoint
@@ -40,22 +41,16 @@ def checkpoint(tmp_path_factory):
 
 
 def v2_config(checkpoint, *, window=8, stride=6, max_batch_items=4096, piece_encoder=None, **encoder):
+    """The whole ElectraTransformer.v1 config, every node named."""
     return {
-        "@architectures": "spacy_electra.ElectraTransformer.v2",
-        "encoder": {"@architectures": "spacy_electra.WindowedEncoder.v1", "checkpoint": str(checkpoint), **encoder},
+        "@architectures": "spacy_electra.ElectraTransformer.v1",
+        "encoder": {"@architectures": "spacy_electra.TorchEncoder.v1", "checkpoint": str(checkpoint), **encoder},
         "piece_encoder": piece_encoder or {"@architectures": "spacy_electra.WordPieceEncoder.v1"},
         "with_windows": {
             "@architectures": "spacy_electra.with_strided_windows.v1",
             "window": window, "stride": stride, "max_batch_items": max_batch_items,
         },
         "with_whitespace": {"@architectures": "spacy_electra.with_non_ws_tokens.v1"},
-    }
-
-
-def v1_config(checkpoint, *, window=8, stride=6, max_batch_items=4096, **encoder):
-    return {
-        "@architectures": "spacy_electra.ElectraTransformer.v1", "checkpoint": str(checkpoint),
-        "window": window, "stride": stride, "max_batch_items": max_batch_items, **encoder,
     }
 
 
@@ -84,46 +79,94 @@ def assert_same_data(a: TransformerData, b: TransformerData):
 
 
 @pytest.mark.parametrize("all_layers", [False, True])
-def test_v2_forward_and_encoder_gradient_equal_v1(checkpoint, all_layers):
+def test_forward_equals_hf_window_by_window(checkpoint, all_layers):
     """Several windows per doc, chunks of a few windows, whitespace tokens, a whitespace-only doc
-    and an empty doc: the same outputs, and the same gradient in every encoder weight."""
-    v1 = built(v1_config(checkpoint, max_batch_items=30, all_layers=all_layers))
-    v2 = built(v2_config(checkpoint, max_batch_items=30, all_layers=all_layers))
+    and an empty doc: every piece vector is the mean of HF ElectraModel's outputs for the windows
+    ``[CLS] window [SEP]`` that saw it (all layers too), every [CLS] vector HF's."""
+    import transformers
+
+    hf = transformers.ElectraModel.from_pretrained(checkpoint).eval()
+    model = built(v2_config(checkpoint, max_batch_items=30, all_layers=all_layers))
+    vocab = get_encoder(model).wordpiece
     docs = docs_of(TEXTS)
-    out1, back1 = v1.begin_update(docs)
-    out2, back2 = v2.begin_update(docs)
-    assert len(out1[0].model_output["cls_vectors"]) > 1  # the long doc spans several windows
-    assert out2[2].model_output["last_hidden_state"].shape[1] == 1  # the zero row of "  "
-    for a, b in zip(out1, out2):
-        assert_same_data(a, b)
-
-    rng = np.random.default_rng(0)
-    d_out = []
-    for data in out1:
-        grads = ModelOutput({k: rng.normal(size=v.shape).astype("float32") for k, v in data.model_output.items() if k != "hidden_states"})
+    outputs = model.predict(docs)
+    assert len(outputs[0].model_output["cls_vectors"]) > 1  # the long doc spans several windows
+    assert outputs[2].model_output["last_hidden_state"].shape[1] == 1  # the zero row of "  "
+    for doc, data in zip(docs, outputs):
+        ids = vocab.encode([t.text for t in doc if not t.is_space]).ids
+        n = len(ids)
+        if n == 0:
+            continue
+        layers = len(data.model_output["hidden_states"]) if all_layers else 1
+        sums, counts = np.zeros((layers, n, 32)), np.zeros(n)
+        cls = []
+        for start in window_starts(n, 8, 6):
+            end = min(start + 8, n)
+            window = torch.tensor([[vocab.cls_id, *ids[start:end], vocab.sep_id]])
+            with torch.no_grad():
+                out = hf(input_ids=window, output_hidden_states=True)
+            states = out.hidden_states if all_layers else (out.last_hidden_state,)
+            for layer, state in enumerate(states):
+                sums[layer, start:end] += state[0, 1:-1].numpy()
+            counts[start:end] += 1
+            cls.append(out.last_hidden_state[0, 0].numpy())
+        expected = sums / counts[None, :, None]
+        np.testing.assert_allclose(data.model_output["last_hidden_state"][0], expected[-1], atol=2e-5)
+        np.testing.assert_allclose(data.model_output["cls_vectors"], np.stack(cls), atol=2e-5)
         if all_layers:
-            grads["hidden_states"] = tuple(rng.normal(size=h.shape).astype("float32") for h in data.model_output["hidden_states"])
-        d_out.append(TransformerData(wordpieces=data.wordpieces, model_output=grads, align=data.align))
-    back1(d_out)
-    back2(d_out)
-    params1 = dict(get_encoder(v1).named_parameters())
-    params2 = dict(get_encoder(v2).named_parameters())
-    assert params1.keys() == params2.keys()
-    assert all(p.grad is not None for p in params2.values())
-    for name, p in params1.items():
-        torch.testing.assert_close(p.grad, params2[name].grad, atol=1e-5, rtol=1e-5, msg=name)
+            for layer, state in enumerate(data.model_output["hidden_states"]):
+                np.testing.assert_allclose(state[0], expected[layer], atol=2e-5)
 
 
-def test_v2_saves_the_same_checked_encoder_blob_as_v1(checkpoint):
-    v1 = built(v1_config(checkpoint))
-    v2 = built(v2_config(checkpoint, layer_lr_decay=0.8))
-    blob1, blob2 = v1.shims[0].to_bytes(), encoder_node(v2).shims[0].to_bytes()
-    assert blob1 == blob2
-    assert encoder_node(v2).shims[0].layer_lr_decay == 0.8
-    # The blob's content is the checked one of layers/windowed_encoder.py.
-    module_bytes = encoder_node(v2).shims[0]._serialize_model(get_encoder(v2))
+def test_encoder_gradient_matches_finite_differences(checkpoint):
+    """Backprop through whitespace handling, windows, overlap averaging and chunking gives the
+    gradient of sum(outputs * d_outputs), checked against central differences on a few weights."""
+    model = built(v2_config(checkpoint, max_batch_items=30))
+    docs = docs_of(TEXTS)
+    outputs, backprop = model.begin_update(docs)
+    rng = np.random.default_rng(0)
+    d_out = [
+        TransformerData(
+            wordpieces=data.wordpieces, align=data.align,
+            model_output=ModelOutput({k: rng.normal(size=v.shape).astype("float32") for k, v in data.model_output.items()}),
+        )
+        for data in outputs
+    ]
+    backprop(d_out)
+    module = get_encoder(model)
+
+    def objective() -> float:
+        total = 0.0
+        for data, grad in zip(model.predict(docs), d_out):
+            for key in ("last_hidden_state", "cls_vectors"):
+                total += float((data.model_output[key].astype("float64") * grad.model_output[key]).sum())
+        return total
+
+    params = dict(module.named_parameters())
+    assert all(p.grad is not None for p in params.values())
+    for name, index in [("encoder.layers.0.intermediate.weight", (3, 5)), ("encoder.layers.1.attention.qkv.weight", (40, 7)),
+                        ("encoder.embeddings.word.weight", (7, 2))]:
+        weight = params[name]
+        eps = 1e-2
+        with torch.no_grad():
+            weight[index] += eps
+            up = objective()
+            weight[index] -= 2 * eps
+            down = objective()
+            weight[index] += eps
+        numeric = (up - down) / (2 * eps)
+        assert abs(numeric - float(weight.grad[index])) <= 2e-2 * max(1.0, abs(numeric)), name
+
+
+def test_encoder_blob_is_the_checked_one(checkpoint):
+    model = built(v2_config(checkpoint, layer_lr_decay=0.8))
+    shim = encoder_node(model).shims[0]
+    assert shim.layer_lr_decay == 0.8
+    # The blob's content is the checked one of checkpoint/blob.py.
+    module_bytes = shim._serialize_model(get_encoder(model))
     encoder, wordpiece, _ = deserialize_encoder_blob(module_bytes)
-    assert wordpiece.vocab == get_encoder(v2).wordpiece.vocab
+    assert wordpiece.vocab == get_encoder(model).wordpiece.vocab
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), get_encoder(model).encoder.state_dict().values()))
 
 
 def tagger_pipeline(model_config, examples=None):
@@ -139,14 +182,14 @@ def tagger_pipeline(model_config, examples=None):
     return nlp
 
 
-def test_v2_pipeline_round_trips_through_disk_and_bytes(checkpoint, tmp_path):
+def test_pipeline_round_trips_through_disk_and_bytes(checkpoint, tmp_path):
     nlp = tagger_pipeline(v2_config(checkpoint))
     texts = ["the city is a cafe .", "  ", "the  london was a york ."]
     before = [doc._.trf_data.model_output["last_hidden_state"] for doc in nlp.pipe(texts)]
     tags = [[t.tag_ for t in doc] for doc in nlp.pipe(texts)]
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
-    assert loaded.config["components"]["electra_transformer"]["model"]["@architectures"] == "spacy_electra.ElectraTransformer.v2"
+    assert loaded.config["components"]["electra_transformer"]["model"]["@architectures"] == "spacy_electra.ElectraTransformer.v1"
     from_bytes = spacy.blank("en").from_config(nlp.config).from_bytes(nlp.to_bytes())
     for other in (loaded, from_bytes):
         assert [[t.tag_ for t in doc] for doc in other.pipe(texts)] == tags
@@ -154,7 +197,7 @@ def test_v2_pipeline_round_trips_through_disk_and_bytes(checkpoint, tmp_path):
             np.testing.assert_array_equal(a, doc._.trf_data.model_output["last_hidden_state"])
 
 
-def test_v2_frozen_encoder_does_not_change(checkpoint):
+def test_frozen_encoder_does_not_change(checkpoint):
     for frozen in (False, True):
         nlp = tagger_pipeline(v2_config(checkpoint, frozen=frozen))
         module = get_encoder(nlp.get_pipe("electra_transformer").model)
@@ -163,7 +206,7 @@ def test_v2_frozen_encoder_does_not_change(checkpoint):
         assert same == frozen
 
 
-def test_v2_window_limit_of_the_checkpoint_is_checked_at_initialize(tmp_path):
+def test_window_limit_of_the_checkpoint_is_checked_at_initialize(tmp_path):
     make_hf_checkpoint(tmp_path / "short", "ElectraForPreTraining", max_position_embeddings=16)
     model = registry.resolve({"model": v2_config(tmp_path / "short", window=20, stride=16)})["model"]
     with pytest.raises(ValueError, match="max_position_embeddings - 2 = 14"):
@@ -193,10 +236,10 @@ pipeline = ["electra_transformer", "tagger"]
 factory = "electra_transformer"
 
 [components.electra_transformer.model]
-@architectures = "spacy_electra.ElectraTransformer.v2"
+@architectures = "spacy_electra.ElectraTransformer.v1"
 
 [components.electra_transformer.model.encoder]
-@architectures = "spacy_electra.WindowedEncoder.v1"
+@architectures = "spacy_electra.TorchEncoder.v1"
 checkpoint = ${paths.checkpoint}
 layer_lr_decay = 0.8
 
@@ -250,10 +293,10 @@ def test_config_with_swapped_nodes_trains(checkpoint):
     [
         ("tagger", {"@architectures": "spacy_electra.ElectraListener.v1", "pooling": "mean"}, "spacy_electra.ElectraTok2Vec.v1"),
         ("tagger", {"@architectures": "spacy_electra.ElectraScalarMixListener.v1"}, "spacy_electra.ElectraScalarMixTok2Vec.v1"),
-        ("electra_ner", {"@architectures": "spacy_electra.ElectraTransformerListener.v1"}, "spacy_electra.ElectraTransformer.v2"),
+        ("electra_ner", {"@architectures": "spacy_electra.ElectraTransformerListener.v1"}, "spacy_electra.ElectraTransformer.v1"),
     ],
 )
-def test_replace_listeners_of_a_v2_encoder(checkpoint, tmp_path, component, listener, standalone):
+def test_replace_listeners_of_a_composed_encoder(checkpoint, tmp_path, component, listener, standalone):
     from .test_listener_replacement import annotations, examples_for, scores_of
 
     spacy.util.fix_random_seed(0)
@@ -280,14 +323,23 @@ def test_replace_listeners_of_a_v2_encoder(checkpoint, tmp_path, component, list
     assert annotations(loaded) == before
 
 
-def test_shipped_v2_config_loads_and_initializes(checkpoint):
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.cfg") if "@architectures" in p.read_text() and "source =" not in p.read_text()))
+def test_shipped_config_loads_and_initializes(checkpoint, name):
     """What `spacy debug config` and `spacy train` do before training: fill, validate, resolve
-    the training section, build the pipeline; then initialize it on the tiny checkpoint."""
+    the training section, build the pipeline; every shipped config uses ElectraTransformer.v1."""
     from spacy.schemas import ConfigSchemaTraining
 
-    config = spacy.util.load_config(CONFIGS / "ner_shared_v2.cfg", overrides={"paths.checkpoint": str(checkpoint)}, interpolate=False)
+    config = spacy.util.load_config(CONFIGS / name, overrides={"paths.checkpoint": str(checkpoint)}, interpolate=False)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
+    architectures = [node.name for _, pipe in nlp.components if hasattr(pipe, "model") for node in pipe.model.walk()]
+    assert "electra_transformer" in architectures or "electra_span_qa" in architectures
+    assert "electra_torch_encoder" in architectures or "electra_span_qa" in architectures
+
+
+def test_shipped_shared_config_initializes(checkpoint):
+    config = spacy.util.load_config(CONFIGS / "ner_shared.cfg", overrides={"paths.checkpoint": str(checkpoint)}, interpolate=False)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     model = nlp.get_pipe("electra_transformer").model
     assert encoder_node(model).shims[0].layer_lr_decay == 0.8
     words = ["the", "london", "was", "a", "cafe", "."]

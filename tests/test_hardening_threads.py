@@ -12,12 +12,12 @@ from torch.utils._pytree import tree_flatten
 from torch.utils._python_dispatch import TorchDispatchMode
 from spacy.training import Example
 
-from spacy_electra.model import ElectraConfig, ElectraEncoder
-from spacy_electra.model.windowed import WindowedEncoder
+from spacy_electra.torch_model import ElectraConfig, ElectraEncoder
+from spacy_electra.torch_model.windowed import WindowedEncoder
 from spacy_electra.pieces import WordPieceEncoder
 from spacy_electra.windows import make_window_batch
 
-from .conftest import BASE_PIECES, make_hf_checkpoint, run_in_threads
+from .conftest import trf_config, BASE_PIECES, make_hf_checkpoint, run_in_threads
 
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
 
@@ -34,7 +34,7 @@ def shared_pipeline(tmp_path_factory):
     path = tmp_path_factory.mktemp("threads") / "ckpt"
     make_hf_checkpoint(path, "ElectraForPreTraining", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(path), "window": 16, "stride": 12}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(path), window=16, stride=12)})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
     nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
@@ -86,7 +86,7 @@ def test_threads_sharing_one_pipeline_match_sequential_results(shared_pipeline, 
 
 def test_inference_leaves_the_module_mode_alone(shared_pipeline):
     """Prediction must not flip train/eval on the shared torch module (that is what raced)."""
-    from spacy_electra.layers.transformer import get_encoder
+    from spacy_electra.layers.torch_encoder import get_encoder
 
     module = get_encoder(shared_pipeline.get_pipe("electra_transformer").model)
     module.train()
@@ -152,7 +152,7 @@ def test_importing_the_plugin_leaves_forked_children_alone():
 
     code = (
         "import os, torch; torch.set_num_threads(2)\n"
-        "import spacy_electra.layers.transformer as t\n"
+        "import spacy_electra.layers.shim as t\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    n = torch.get_num_threads(); t._one_thread_in_forked_child(); os._exit(10 * n + torch.get_num_threads())\n"

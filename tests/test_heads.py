@@ -11,7 +11,7 @@ from spacy.training import Example
 
 from spacy_electra.decoding import biluo_tags, is_valid_biluo, spans_from_biluo, transition_mask, viterbi
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 PLACES = ["london", "paris", "york"]
 OTHER = ["city", "cafe", "new"]
@@ -53,7 +53,7 @@ def text_examples(nlp, n=24, multilabel=False):
 
 
 def with_encoder(checkpoint, **extra):
-    return {"model": {"tok2vec": {"checkpoint": str(checkpoint)}}, **extra}
+    return {"model": {"tok2vec": trf_config(str(checkpoint))}, **extra}
 
 
 def train(nlp, examples, steps=20, lr=0.01):
@@ -250,7 +250,7 @@ def test_textcat_multilabel_learns(checkpoint):
 
 def test_textcat_pools_the_cls_of_every_window(checkpoint):
     nlp = spacy.blank("en")
-    config = {"model": {"tok2vec": {"checkpoint": str(checkpoint), "window": 8, "stride": 4}}}
+    config = {"model": {"tok2vec": trf_config(str(checkpoint), window=8, stride=4)}}
     nlp.add_pipe("electra_textcat", config=config)
     nlp.initialize(lambda: text_examples(nlp, 4))
     model = nlp.get_pipe("electra_textcat").model
@@ -274,7 +274,7 @@ def test_exclusive_textcat_refuses_multilabel_data(checkpoint):
 # -- shared encoder, config, serialisation ------------------------------------------------------
 def test_heads_share_an_upstream_encoder(checkpoint):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint))})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
     nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
@@ -318,7 +318,7 @@ def test_factories_resolve_through_entry_points_without_import():
         "import spacy  # no import of spacy_electra: the entry points must do it\n"
         "nlp = spacy.blank('en')\n"
         "for name in ['electra_transformer', 'electra_tagger', 'electra_ner', 'electra_textcat', 'electra_textcat_multilabel']:\n"
-        "    nlp.add_pipe(name, name=name + '_x', config={'model': {'tok2vec': {'checkpoint': '/nonexistent'}}} if name != 'electra_transformer' else {'model': {'checkpoint': '/nonexistent'}})\n"
+        "    nlp.add_pipe(name, name=name + '_x', config={'model': {'tok2vec': {'encoder': {'checkpoint': '/nonexistent'}}}} if name != 'electra_transformer' else {'model': {'encoder': {'checkpoint': '/nonexistent'}}})\n"
         "print(nlp.pipe_names)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -331,11 +331,11 @@ def test_layer_lr_decay_scales_the_adam_update_not_the_gradient(checkpoint):
     import torch
     from thinc.api import Adam
 
-    from spacy_electra.layers.transformer import get_encoder
+    from spacy_electra.layers.torch_encoder import get_encoder
 
     def one_step(decay, grad_scale=1.0):
         nlp = spacy.blank("en")
-        nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "layer_lr_decay": decay}})
+        nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), layer_lr_decay=decay)})
         nlp.initialize()
         model = nlp.get_pipe("electra_transformer").model
         module = get_encoder(model).encoder

@@ -17,10 +17,10 @@ import spacy_electra.pipes.ner  # noqa: F401 (registers the factories)
 import spacy_electra.pipes.tagger  # noqa: F401
 import spacy_electra.pipes.textcat  # noqa: F401
 from spacy_electra.cli import app
-from spacy_electra.layers.transformer import get_encoder
-from spacy_electra.model.checkpoint import CheckpointError
+from spacy_electra.layers.torch_encoder import get_encoder
+from spacy_electra.checkpoint import CheckpointError
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 BIO = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 TAGS = ["DET", "NOUN", "VERB", "ADP", "PUNCT"]
@@ -33,7 +33,7 @@ def labelled(labels, **config):
 
 def pipeline_with(factory, checkpoint, **config):
     nlp = spacy.blank("en")
-    pipe = nlp.add_pipe(factory, config={"model": {"tok2vec": {"checkpoint": str(checkpoint)}}, **config})
+    pipe = nlp.add_pipe(factory, config={"model": {"tok2vec": trf_config(str(checkpoint))}, **config})
     return nlp, pipe
 
 
@@ -261,7 +261,8 @@ def load_exported(cls_name, path):
 def test_trained_ner_exports_with_biluo_names_and_equal_logits(discriminator, tmp_path):
     nlp, ner = pipeline_with("electra_ner", discriminator)
     train_briefly(nlp, ner_examples(nlp))
-    out = ner.export_hf(tmp_path / "hf")
+    assert ner.export_hf(tmp_path / "hf") == "ElectraForTokenClassification"
+    out = tmp_path / "hf"
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["ElectraForTokenClassification"]
     assert [config["id2label"][str(i)] for i in range(5)] == ["O", "B-LOC", "I-LOC", "L-LOC", "U-LOC"]
@@ -280,7 +281,8 @@ def test_trained_tagger_exports_with_equal_logits(discriminator, tmp_path):
     words = ["the", "cafe", "is", "in", "london", "."]
     examples = [Example.from_dict(Doc(nlp.vocab, words=words), {"tags": ["DET", "NOUN", "VERB", "ADP", "PROPN", "PUNCT"]})]
     train_briefly(nlp, examples)
-    hf = load_exported("ElectraForTokenClassification", tagger.export_hf(tmp_path / "hf"))
+    tagger.export_hf(tmp_path / "hf")
+    hf = load_exported("ElectraForTokenClassification", tmp_path / "hf")
     assert [hf.config.id2label[i] for i in range(len(tagger.labels))] == list(tagger.labels)
     doc = nlp.make_doc("the cafes of londoner .")
     np.testing.assert_allclose(tagger.model.predict([doc])[0], hf_token_logits(hf, tagger, doc), atol=1e-5, rtol=0)
@@ -312,7 +314,7 @@ def test_trained_textcat_exports_through_the_cli_with_equal_logits(discriminator
 def test_cli_export_asks_which_component_when_there_are_several(discriminator, tmp_path):
     nlp = spacy.blank("en")
     for factory in ("electra_ner", "electra_tagger"):
-        nlp.add_pipe(factory, config={"model": {"tok2vec": {"checkpoint": str(discriminator)}}})
+        nlp.add_pipe(factory, config={"model": {"tok2vec": trf_config(str(discriminator))}})
     nlp.initialize(lambda: [Example.from_dict(Doc(nlp.vocab, words=["the", "paris"]), {"tags": ["DET", "PROPN"], "entities": ["O", "U-LOC"]})])
     nlp.to_disk(tmp_path / "pipeline")
     runner = CliRunner()
@@ -325,7 +327,7 @@ def test_cli_export_asks_which_component_when_there_are_several(discriminator, t
 
 def test_mean_pooling_refuses_to_export(discriminator, tmp_path):
     nlp = spacy.blank("en")
-    model = {"@architectures": "spacy_electra.TokenClassifier.v2", "pooling": "mean", "tok2vec": {"checkpoint": str(discriminator)}}
+    model = {"@architectures": "spacy_electra.TokenClassifier.v1", "pooling": "mean", "tok2vec": trf_config(str(discriminator))}
     nlp.add_pipe("electra_tagger", config={"model": model})
     nlp.initialize(lambda: [Example.from_dict(Doc(nlp.vocab, words=["the", "paris"]), {"tags": ["DET", "PROPN"]})])
     with pytest.raises(ValueError, match='only pooling = "first" exports'):
@@ -408,7 +410,7 @@ def test_training_labels_outside_the_head_are_refused(tmp_path):
 
 def test_head_on_a_shared_encoder_exports_the_upstream_encoder(discriminator, tmp_path):
     nlp = spacy.blank("en")
-    trf = nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(discriminator)}})
+    trf = nlp.add_pipe("electra_transformer", config={"model": trf_config(str(discriminator))})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     textcat = nlp.add_pipe("electra_textcat", config={"model": {"tok2vec": listener}})
     examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"PLACE": p, "OTHER": 1 - p}}) for t, p in [("the london cafe", 1.0), ("a new city", 0.0)]]
@@ -425,7 +427,7 @@ def test_head_on_a_shared_encoder_exports_the_upstream_encoder(discriminator, tm
 def test_token_head_into_mean_pooling_is_refused(tmp_path):
     make_hf_checkpoint(tmp_path, "ElectraForTokenClassification", **labelled(TAGS))
     nlp = spacy.blank("en")
-    model = {"@architectures": "spacy_electra.TokenClassifier.v2", "pooling": "mean", "tok2vec": {"checkpoint": str(tmp_path)}}
+    model = {"@architectures": "spacy_electra.TokenClassifier.v1", "pooling": "mean", "tok2vec": trf_config(str(tmp_path))}
     nlp.add_pipe("electra_tagger", config={"model": model})
     with pytest.raises(CheckpointError, match='pools pieces with mean: set pooling = "first"'):
         nlp.initialize()

@@ -11,8 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from spacy_electra.model import CheckpointError, ElectraEncoder, load_checkpoint
-from spacy_electra.model.checkpoint import load_wordpiece
+from spacy_electra.checkpoint import CheckpointError, load_checkpoint
+
+from spacy_electra.torch_model import ElectraEncoder
+from spacy_electra.checkpoint import read_vocabulary
 
 from .conftest import BASE_PIECES, make_hf_checkpoint
 
@@ -178,7 +180,7 @@ def shard(ckpt: Path, outside_name: str):
 
 @pytest.mark.parametrize("name", ["../x.safetensors", "/tmp/x.safetensors", "sub/../../x.safetensors", "x.bin"])
 def test_shard_names_must_stay_in_the_folder(ckpt, monkeypatch, name):
-    import spacy_electra.model.checkpoint as checkpoint
+    import spacy_electra.checkpoint.reader as checkpoint
 
     (ckpt.parent / "x.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes())
     shard(ckpt, name)
@@ -251,17 +253,17 @@ def test_half_precision_weights_are_cast_with_a_warning(ckpt, source):
 def test_vocab_larger_than_vocab_size_is_an_error_at_load(ckpt):
     (ckpt / "vocab.txt").write_text("\n".join(BASE_PIECES + ["extra1", "extra2"]) + "\n")
     with pytest.raises(CheckpointError, match=rf"vocab\.txt has {len(BASE_PIECES) + 2} pieces but the model's vocab_size is {len(BASE_PIECES)}"):
-        load_wordpiece(ckpt, vocab_size=len(BASE_PIECES))
-    assert load_wordpiece(ckpt, vocab_size=len(BASE_PIECES) + 2).vocab_size == len(BASE_PIECES) + 2
+        read_vocabulary(ckpt, vocab_size=len(BASE_PIECES))
+    assert read_vocabulary(ckpt, vocab_size=len(BASE_PIECES) + 2).vocab_size == len(BASE_PIECES) + 2
 
 
 def test_vocab_fifo_and_bad_tokenizer_settings(ckpt):
     (ckpt / "tokenizer_config.json").write_text('{"do_lower_case": "yes"}')
     with pytest.raises(CheckpointError, match=r"tokenizer_config\.json is malformed: do_lower_case"):
-        load_wordpiece(ckpt)
+        read_vocabulary(ckpt)
     (ckpt / "vocab.txt").unlink()
     os.mkfifo(ckpt / "vocab.txt")
-    outcome = finishes(lambda: load_wordpiece(ckpt))
+    outcome = finishes(lambda: read_vocabulary(ckpt))
     assert "vocab.txt is not a regular file" in str(outcome.get("error"))
 
 
@@ -269,9 +271,9 @@ def test_vocab_fifo_and_bad_tokenizer_settings(ckpt):
 @pytest.mark.parametrize("embedding_size", [16, 32])
 def test_shapes_from_config_match_the_built_model(kind, embedding_size):
     """The arithmetic that validates a config without building it agrees with the real modules."""
-    from spacy_electra.model import ElectraConfig
-    from spacy_electra.model.encoder import MODEL_CLASSES
-    from spacy_electra.model.validate import our_shapes
+    from spacy_electra.torch_model import ElectraConfig
+    from spacy_electra.torch_model.encoder import MODEL_CLASSES
+    from spacy_electra.checkpoint.files import our_shapes
 
     config = ElectraConfig(vocab_size=50, embedding_size=embedding_size, hidden_size=32, num_hidden_layers=2,
                            num_attention_heads=4, intermediate_size=48, max_position_embeddings=40)
@@ -290,4 +292,4 @@ def test_shapes_from_config_match_the_built_model(kind, embedding_size):
 def test_bad_vocabulary_files_are_one_error_naming_the_file(ckpt, name, content, message):
     (ckpt / name).write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
-        load_wordpiece(ckpt)
+        read_vocabulary(ckpt)

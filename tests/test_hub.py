@@ -6,10 +6,10 @@ import pytest
 import spacy
 import torch
 
-from spacy_electra.model import CheckpointError, load_checkpoint
-from spacy_electra.model.checkpoint import resolve_checkpoint
+from spacy_electra.checkpoint import CheckpointError, load_checkpoint
+from spacy_electra.checkpoint import resolve_checkpoint
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 from .fake_hub import FakeHub
 
 WANTED = ["config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"]
@@ -185,7 +185,7 @@ def test_hostile_hub_ids_are_refused_before_any_request(hub, name, message):
 def test_hub_id_in_a_spacy_config_is_fetched_at_initialize(hub, folders):
     hub.publish("tiny/electra", folders / "v0")
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": "tiny/electra"}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config("tiny/electra")})
     nlp.initialize()
     doc = nlp("the new cafe in paris")
     assert doc._.trf_data.model_output.last_hidden_state.shape[-1] == 32

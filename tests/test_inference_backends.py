@@ -22,14 +22,14 @@ from spacy.training import Example
 import spacy_electra.pipes.ner  # noqa: F401  (registers the factories in this worktree)
 import spacy_electra.pipes.transformer  # noqa: F401
 from spacy_electra.inference import find_encoders, set_inference
-from spacy_electra.model import load_checkpoint
-from spacy_electra.model import backends
-from spacy_electra.model.backends import INFERENCE_KINDS, apply_inference, inference_kind
-from spacy_electra.model.checkpoint import load_wordpiece
-from spacy_electra.model.windowed import WindowedEncoder
+from spacy_electra.checkpoint import load_checkpoint
+from spacy_electra.inference import backends
+from spacy_electra.inference.backends import INFERENCE_KINDS, apply_inference, inference_kind
+from spacy_electra.checkpoint import read_vocabulary
+from spacy_electra.torch_model.windowed import WindowedEncoder
 from spacy_electra.windows import make_window_batch
 
-from .conftest import make_hf_checkpoint, run_in_threads
+from .conftest import trf_config, make_hf_checkpoint, run_in_threads
 
 WORDS = ["the", "london", "paris", "york", "city", "cafe", "new", "is", "in", "was", "a", "of", "."]
 EXACT = {"onnx": 1e-4}
@@ -55,7 +55,7 @@ def checkpoint(tmp_path_factory):
 
 def windowed(checkpoint) -> WindowedEncoder:
     encoder = load_checkpoint(checkpoint, kind="encoder")
-    return WindowedEncoder(encoder, load_wordpiece(checkpoint, vocab_size=encoder.config.vocab_size))
+    return WindowedEncoder(encoder, read_vocabulary(checkpoint, vocab_size=encoder.config.vocab_size))
 
 
 def batch_inputs(module, n_docs=6, seed=0):
@@ -225,7 +225,7 @@ def model_bytes(nlp):
 
 def transformer_pipeline(checkpoint, with_ner=False):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "window": 16, "stride": 12}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), window=16, stride=12)})
     if with_ner:
         listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
         nlp.add_pipe("electra_ner", config={"model": {"tok2vec": listener}})
@@ -264,8 +264,7 @@ def test_set_inference_finds_an_encoder_inside_a_task_component(checkpoint):
     """electra_ner with its own ElectraTransformer.v1 tok2vec (no shared component)."""
     pytest.importorskip("onnxruntime")
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": {
-        "@architectures": "spacy_electra.ElectraTransformer.v1", "checkpoint": str(checkpoint), "window": 16, "stride": 12}}})
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": trf_config(checkpoint, window=16, stride=12)}})
     docs = [Doc(nlp.vocab, words=["the", "london", "cafe", "is", "new"])]
     nlp.initialize(lambda: examples(nlp, docs))
     text = "the london cafe is new in paris"
@@ -442,30 +441,12 @@ def test_onnx_int8_quantises_only_the_recipes_matmuls(checkpoint, tmp_path):
         assert numpy_helper.to_array(initializers[node.input[3]]).shape == (weight.dims[1],)
 
 
-def test_set_inference_finds_the_encoder_of_an_electra_transformer_v2(checkpoint):
-    """ElectraTransformer.v2 holds the same WindowedEncoder in its WindowedEncoder.v1 node."""
-    import spacy_electra.layers.compose  # noqa: F401  (registers the v2 nodes in this worktree)
-
-    from .test_compose import v2_config
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": v2_config(checkpoint, window=16, stride=12)})
-    docs = [Doc(nlp.vocab, words=["the", "london", "cafe", "is", "new"])]
-    nlp.initialize(lambda: examples(nlp, docs))
-    texts = ["the london cafe is new", "paris is a city of the new york"]
-    want = hidden(nlp.pipe(texts))
-    assert set_inference(nlp, "int8") == {"electra_transformer": "int8"}
-    for got, ref in zip(hidden(nlp.pipe(texts)), want):
-        assert_close("int8", got, ref)
-
-
-# --- the config setting: `inference` on ElectraTransformer.v1 / WindowedEncoder.v1 ------------
+# --- the config setting: `inference` on the TorchEncoder.v1 node ---------------------------------
 
 
 def _configured_pipeline(checkpoint, inference):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "window": 16,
-                                                          "stride": 12, "inference": inference}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), window=16, stride=12, inference=inference)})
     nlp.initialize()
     return nlp
 
@@ -486,14 +467,14 @@ def test_configured_inference_runs_predictions_and_survives_save_and_load(checkp
         assert_close("int8", torch.from_numpy(g), torch.from_numpy(w))
     nlp.to_disk(tmp_path / "p")
     reloaded = spacy.load(tmp_path / "p")
-    assert reloaded.config["components"]["electra_transformer"]["model"]["inference"] == "int8"
+    assert reloaded.config["components"]["electra_transformer"]["model"]["encoder"]["inference"] == "int8"
     again = _vectors(reloaded, texts)
     [(_, module)] = list(find_encoders(reloaded))
     assert inference_kind(module) == "int8"
     for a, g in zip(again, got):
         np.testing.assert_allclose(a, g, atol=1e-5)
     # the saved weights are the fp32 ones: the same pipeline reloaded as fp32 predicts fp32
-    as_fp32 = spacy.load(tmp_path / "p", config={"components": {"electra_transformer": {"model": {"inference": "fp32"}}}})
+    as_fp32 = spacy.load(tmp_path / "p", config={"components": {"electra_transformer": {"model": {"encoder": {"inference": "fp32"}}}}})
     for a, w in zip(_vectors(as_fp32, texts), fp32):
         np.testing.assert_allclose(a, w, atol=1e-5)
 

@@ -6,9 +6,10 @@ import spacy
 from spacy.training import Example
 
 from spacy_electra.layers import heads as _heads  # noqa: F401 (registers the architectures)
+from spacy_electra.layers.torch_encoder import encoder_node
 from spacy_electra.pipes import ner as _ner  # noqa: F401
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_architecture, trf_config, make_hf_checkpoint
 from .test_listeners_training import toy_treebank
 
 
@@ -45,7 +46,7 @@ def examples_for(nlp, component):
 def trained_pipeline(checkpoint, component, listener):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "all_layers": True}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), all_layers=True)})
     nlp.add_pipe(component, config={"model": {"tok2vec": listener}})
     examples = examples_for(nlp, component)
     optimizer = nlp.initialize(lambda: examples)
@@ -96,8 +97,8 @@ def test_replaced_copy_trains_apart_from_the_shared_encoder(checkpoint):
     nlp = trained_pipeline(checkpoint, "tagger", LISTENERS["ElectraListener"][1])
     upstream = nlp.get_pipe("electra_transformer").model
     nlp.replace_listeners("electra_transformer", "tagger", ["model.tok2vec"])
-    own = next(node for node in nlp.get_pipe("tagger").model.walk() if node.name == "electra_transformer")
-    assert own is not upstream and own.shims[0].id != upstream.shims[0].id
+    own = encoder_node(nlp.get_pipe("tagger").model)
+    assert own is not encoder_node(upstream) and own.shims[0].id != encoder_node(upstream).shims[0].id
 
 
 def test_source_a_frozen_component_with_its_listener_replaced(checkpoint, tmp_path):
@@ -128,7 +129,7 @@ replace_listeners = ["model.tok2vec"]
 def test_standalone_architectures_initialize_and_train_from_scratch(checkpoint, arch):
     """The configs that replace_listeners writes also build a fresh pipeline (e.g. after editing
     the config): they initialize from the checkpoint and learn."""
-    encoder = {"@architectures": "spacy_electra.ElectraTransformer.v1", "checkpoint": str(checkpoint), "all_layers": True}
+    encoder = trf_architecture(checkpoint, all_layers=True)
     tok2vec = {"@architectures": arch, "encoder": encoder}
     if arch.endswith("TrfPoolingTok2Vec.v1"):
         tok2vec["pooling"] = {"@layers": "reduce_mean.v1"}

@@ -9,7 +9,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 NOUNS = ["city", "cafe", "london", "paris", "york"]
 VERBS = ["is", "was"]
@@ -40,7 +40,7 @@ def checkpoint(tmp_path_factory):
 def build(checkpoint, component, tok2vec, **trf):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), **trf}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), **trf)})
     nlp.add_pipe(component, config={"model": {"tok2vec": tok2vec}})
     return nlp
 
@@ -86,7 +86,7 @@ def test_spacy_tagger_with_electra_listener_learns(checkpoint, pooling):
 
 
 def test_encoder_weights_change_only_when_not_frozen(checkpoint):
-    from spacy_electra.layers.transformer import get_encoder
+    from spacy_electra.layers.torch_encoder import get_encoder
 
     listener = {"@architectures": "spacy_electra.ElectraListener.v1"}
     for frozen in (False, True):
@@ -121,14 +121,14 @@ def test_scalar_mix_needs_all_layers(checkpoint):
 
 
 def test_two_listening_heads_share_one_encoder_pass(checkpoint, monkeypatch):
-    from spacy_electra.layers import transformer
+    from spacy_electra.layers import electra_transformer
 
     nlp = build(checkpoint, "tagger", {"@architectures": "spacy_electra.ElectraListener.v1"})
     nlp.add_pipe("parser", config={"model": {"tok2vec": TRF_LISTENER}, "min_action_freq": 1})
     examples = toy_treebank(12, vocab=nlp.vocab)
     optimizer = nlp.initialize(lambda: examples)
     calls = []
-    original = transformer.forward
+    original = electra_transformer._forward
     monkeypatch.setattr(nlp.get_pipe("electra_transformer").model, "_func", lambda m, X, is_train: (calls.append(1), original(m, X, is_train))[1])
     for _ in range(2):  # step 1: the heads' zero-initialised outputs send no gradient down
         losses = {}
@@ -139,7 +139,7 @@ def test_two_listening_heads_share_one_encoder_pass(checkpoint, monkeypatch):
 
 def test_keep_trf_data_false_clears_docs_after_last_listener(checkpoint):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}, "keep_trf_data": False})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint)), "keep_trf_data": False})
     nlp.add_pipe("tagger", config={"model": {"tok2vec": {"@architectures": "spacy_electra.ElectraListener.v1"}}})
     examples = toy_treebank(8)
     optimizer = nlp.initialize(lambda: examples)

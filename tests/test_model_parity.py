@@ -4,7 +4,7 @@ import warnings
 import pytest
 import torch
 
-from spacy_electra.model import load_checkpoint, save_checkpoint
+from spacy_electra.checkpoint import load_checkpoint, save_checkpoint
 
 from .conftest import make_hf_checkpoint, padded_batch
 

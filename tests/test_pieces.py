@@ -1,6 +1,7 @@
 """WordPiece per-token encoding against HF's ElectraTokenizerFast(is_split_into_words=True)."""
 import pytest
 
+from spacy_electra.checkpoint import CheckpointError, read_vocabulary
 from spacy_electra.pieces import VocabError, WordPieceEncoder
 
 from .conftest import BASE_PIECES, write_vocab
@@ -28,7 +29,7 @@ def hf_tokenizer(directory, lowercase):
 @pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
 def test_pieces_match_hf_tokenizer(tmp_path, lowercase):
     write_vocab(tmp_path, lowercase=lowercase)
-    ours = WordPieceEncoder.from_directory(tmp_path)
+    ours = read_vocabulary(tmp_path)
     assert ours.lowercase is lowercase
     hf = hf_tokenizer(tmp_path, lowercase)
     for tokens, pieces in zip(SENTENCES, ours.encode_batch(SENTENCES)):
@@ -45,7 +46,7 @@ def test_pieces_match_hf_tokenizer(tmp_path, lowercase):
 
 def test_whitespace_tokens_get_no_pieces_and_unknown_text_gets_unk(tmp_path):
     write_vocab(tmp_path)
-    enc = WordPieceEncoder.from_directory(tmp_path)
+    enc = read_vocabulary(tmp_path)
     pieces = enc.encode(["the", "  ", "\n", "∰", "\u0007", "city"])
     per_token = pieces.per_token()
     assert per_token[1] == [] and per_token[2] == []
@@ -56,34 +57,34 @@ def test_whitespace_tokens_get_no_pieces_and_unknown_text_gets_unk(tmp_path):
 
 def test_empty_doc(tmp_path):
     write_vocab(tmp_path)
-    pieces = WordPieceEncoder.from_directory(tmp_path).encode([])
+    pieces = read_vocabulary(tmp_path).encode([])
     assert pieces.ids.size == 0 and pieces.lengths.size == 0 and pieces.per_token() == []
 
 
 @pytest.mark.parametrize("special", ["[CLS]", "[SEP]", "[MASK]", "[UNK]"])
 def test_vocab_without_special_token_is_rejected(tmp_path, special):
     (tmp_path / "vocab.txt").write_text("\n".join(p for p in BASE_PIECES if p != special))
-    with pytest.raises(VocabError, match=r"lacks \[" + special[1:-1]):
-        WordPieceEncoder.from_directory(tmp_path)
+    with pytest.raises(CheckpointError, match=r"lacks \[" + special[1:-1]):
+        read_vocabulary(tmp_path)
 
 
 def test_missing_vocab_file(tmp_path):
-    with pytest.raises(VocabError, match="no vocab.txt"):
-        WordPieceEncoder.from_directory(tmp_path)
+    with pytest.raises(CheckpointError, match="no vocab.txt"):
+        read_vocabulary(tmp_path)
 
 
 def test_save_round_trip(tmp_path):
     write_vocab(tmp_path / "a", lowercase=False)
-    enc = WordPieceEncoder.from_directory(tmp_path / "a")
+    enc = read_vocabulary(tmp_path / "a")
     enc.save(tmp_path / "b")
-    again = WordPieceEncoder.from_directory(tmp_path / "b")
+    again = read_vocabulary(tmp_path / "b")
     assert again.vocab == enc.vocab and again.lowercase is False
     assert again.encode(SENTENCES[2]).ids.tolist() == enc.encode(SENTENCES[2]).ids.tolist()
 
 
 def test_encode_texts_matches_hf_on_raw_text(tmp_path):
     write_vocab(tmp_path)
-    ours = WordPieceEncoder.from_directory(tmp_path)
+    ours = read_vocabulary(tmp_path)
     hf = hf_tokenizer(tmp_path, True)
     texts = ["The new cafe in Paris, 2020!", "Zürich 中国 http://www.x.com"]
     for text, ids in zip(texts, ours.encode_texts(texts)):

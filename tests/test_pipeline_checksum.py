@@ -12,14 +12,15 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from spacy_electra.layers.windowed_encoder import (
+from spacy_electra.checkpoint.blob import (
     _checksum, deserialize_windowed_encoder, serialize_windowed_encoder,
 )
-from spacy_electra.model import CheckpointError, ElectraEncoder, load_checkpoint
-from spacy_electra.model.checkpoint import load_wordpiece
-from spacy_electra.model.windowed import WindowedEncoder
+from spacy_electra.checkpoint import CheckpointError, load_checkpoint
+from spacy_electra.torch_model import ElectraEncoder
+from spacy_electra.checkpoint import read_vocabulary
+from spacy_electra.torch_model.windowed import WindowedEncoder
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 CPU = torch.device("cpu")
 
@@ -33,7 +34,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def blob(checkpoint):
-    module = WindowedEncoder(load_checkpoint(checkpoint, kind="encoder"), load_wordpiece(checkpoint))
+    module = WindowedEncoder(load_checkpoint(checkpoint, kind="encoder"), read_vocabulary(checkpoint))
     return serialize_windowed_encoder(module)
 
 
@@ -77,12 +78,12 @@ def test_flipped_weight_bit_names_the_checksum(blob):
         deserialize_windowed_encoder(None, bytes(data), CPU)
 
 
-def test_blob_without_checksum_loads_with_a_warning(blob):
+def test_blob_without_checksum_is_refused(blob):
+    """Every blob spacy-electra writes carries its checksum; one without is not trusted."""
     msg = srsly.msgpack_loads(blob)
     del msg["sha256"]
-    with pytest.warns(UserWarning, match="saved without a checksum"):
-        module = deserialize_windowed_encoder(None, srsly.msgpack_dumps(msg), CPU)
-    assert module.config.vocab_size == msg["config"]["vocab_size"]
+    with pytest.raises(CheckpointError, match="checksum .* does not match"):
+        deserialize_windowed_encoder(None, srsly.msgpack_dumps(msg), CPU)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_non_finite_or_integer_weights_in_blob_are_refused(blob, bad):
 
 def test_flipped_bit_in_saved_pipeline_fails_at_spacy_load(checkpoint, tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint))})
     nlp.initialize()
     expected = nlp("the new cafe in paris")._.trf_data.model_output.last_hidden_state
     nlp.to_disk(tmp_path / "p")

@@ -8,10 +8,10 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from spacy_electra.model.checkpoint import CheckpointError
+from spacy_electra.checkpoint import CheckpointError
 from spacy_electra.pipes import ner as _ner, tagger as _tagger, textcat as _textcat  # noqa: F401
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 from .test_heads import PLACES, ner_examples, text_examples, train, with_encoder
 from .test_listeners_training import toy_treebank
 
@@ -59,7 +59,7 @@ def test_head_and_spacy_tagger_push_gradients_of_the_same_scale_into_a_shared_en
     def gradient_norms(normalize):
         spacy.util.fix_random_seed(0)
         nlp = spacy.blank("en")
-        nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}})
+        nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint))})
         nlp.add_pipe("tagger", config={"model": {"tok2vec": {"@architectures": "spacy_electra.ElectraListener.v1"}}})
         listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1"}
         nlp.add_pipe("electra_tagger", config={"model": {"tok2vec": listener, "dropout": 0.0}, "normalize": normalize})
@@ -148,7 +148,7 @@ def test_multilabel_threshold_decides_what_the_scorer_counts(checkpoint):
 def test_rehearse_is_refused_with_a_clear_error(checkpoint, shared):
     nlp = spacy.blank("en")
     if shared:
-        nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint)}})
+        nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint))})
         nlp.add_pipe("electra_ner", config={"model": {"tok2vec": {"@architectures": "spacy_electra.ElectraTransformerListener.v1"}}})
     else:
         nlp.add_pipe("electra_ner", config=with_encoder(checkpoint))
@@ -165,11 +165,11 @@ NO_LABELS = lambda nlp: [Example.from_dict(nlp.make_doc("the city"), {})]  # noq
 
 def test_missing_local_checkpoint_of_an_own_encoder_is_reported_before_labels(tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": {"checkpoint": str(tmp_path / "no" / "such")}}})
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": trf_config(str(tmp_path / "no" / "such"))}})
     with pytest.raises(CheckpointError) as err:
         nlp.initialize(lambda: NO_LABELS(nlp))
     message = str(err.value)
-    assert "does not exist" in message and "[components.electra_ner.model.tok2vec]" in message
+    assert "does not exist" in message and "[components.electra_ner.model.tok2vec.encoder]" in message
     assert "huggingface-cli" not in message and "electra_transformer" not in message
 
 
@@ -177,15 +177,15 @@ def test_missing_hub_checkpoint_says_how_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": {"checkpoint": "google/electra-small-discriminator"}}})
-    with pytest.raises(CheckpointError, match=r"huggingface-cli download google/electra-small-discriminator.*\[components\.electra_ner\.model\.tok2vec\]"):
+    nlp.add_pipe("electra_ner", config={"model": {"tok2vec": trf_config("google/electra-small-discriminator")}})
+    with pytest.raises(CheckpointError, match=r"huggingface-cli download google/electra-small-discriminator.*\[components\.electra_ner\.model\.tok2vec\.encoder\]"):
         nlp.initialize(lambda: NO_LABELS(nlp))
 
 
 def test_missing_checkpoint_of_the_shared_encoder_names_its_section(tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", name="trf", config={"model": {"checkpoint": str(tmp_path / "gone")}})
-    with pytest.raises(CheckpointError, match=r"does not exist: set `checkpoint` in \[components\.trf\.model\]"):
+    nlp.add_pipe("electra_transformer", name="trf", config={"model": trf_config(str(tmp_path / "gone"))})
+    with pytest.raises(CheckpointError, match=r"does not exist: set `checkpoint` in \[components\.trf\.model\.encoder\]"):
         nlp.initialize()
 
 
@@ -200,15 +200,6 @@ def test_training_configs_build_and_are_complete(checkpoint, path):
     assert nlp.pipe_names == config["nlp"]["pipeline"]
     for name in nlp.pipe_names:  # nothing left for spaCy to fill in: the files show every setting
         assert nlp.config["components"][name] == config["components"][name], name
-
-
-def test_old_v1_head_configs_still_load(checkpoint):
-    text = (ROOT / "configs" / "ner.cfg").read_text()
-    old = text.replace(".model.tok2vec]", ".model.encoder]").replace("TokenClassifier.v2", "TokenClassifier.v1")
-    config = spacy.util.load_config_from_str(old, overrides={"paths.checkpoint": str(checkpoint)}, interpolate=False)
-    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    nlp.initialize(lambda: ner_examples(nlp, 4))
-    assert nlp.get_pipe("ner").labels == ("LOC",)
 
 
 def test_spacy_debug_data_runs_on_an_electra_ner_config(checkpoint, tmp_path, capsys):

@@ -9,6 +9,7 @@ import pytest
 from typer import Typer
 from typer.testing import CliRunner
 
+from spacy_electra.checkpoint import read_vocabulary
 from spacy_electra.pieces import WordPieceEncoder
 from spacy_electra.pretrain.commands import vocab_command
 from spacy_electra.pretrain.corpus import PackedCorpus, build_corpus, detect_format, iter_documents, pack_document
@@ -75,7 +76,7 @@ def test_build_corpus_memmaps_and_streams_deterministically(tmp_path):
                           seq_length=24, workers=1)
     assert isinstance(corpus.rows, np.memmap) and corpus.rows.dtype == np.uint16
     assert (tmp_path / "packed" / "ids.bin").stat().st_size == len(corpus) * 24 * 2
-    encoder = WordPieceEncoder.from_directory(tmp_path / "vocab")
+    encoder = read_vocabulary(tmp_path / "vocab")
     group_of = {int(encoder.encode_texts([w])[0][0]): g for g, words in enumerate(GROUPS) for w in words}
     for row in np.asarray(corpus.rows):
         body = row[(row != CLS) & (row != SEP) & (row != PAD)]
@@ -108,7 +109,7 @@ def test_vocab_command_trains_a_vocab_the_encoder_loads(tmp_path):
     result = CliRunner().invoke(app, ["vocab", str(tmp_path / "text.txt"), "--output", str(tmp_path / "v"),
                                       "--vocab-size", "120", "--min-frequency", "1"])
     assert result.exit_code == 0, result.output
-    encoder = WordPieceEncoder.from_directory(tmp_path / "v")
+    encoder = read_vocabulary(tmp_path / "v")
     assert encoder.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert encoder.lowercase and encoder.vocab_size <= 120
     ids = encoder.encode_texts(["New York city"])[0]
@@ -117,4 +118,4 @@ def test_vocab_command_trains_a_vocab_the_encoder_loads(tmp_path):
     cased = CliRunner().invoke(app, ["vocab", str(tmp_path / "text.txt"), "--output", str(tmp_path / "c"),
                                      "--vocab-size", "120", "--cased"])
     assert cased.exit_code == 0, cased.output
-    assert not WordPieceEncoder.from_directory(tmp_path / "c").lowercase
+    assert not read_vocabulary(tmp_path / "c").lowercase

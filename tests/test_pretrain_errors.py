@@ -120,7 +120,7 @@ def test_truncated_checkpoint_on_resume_is_one_line(data, tmp_path):
 
 
 def test_failed_export_leaves_no_partial_model(data, tmp_path, monkeypatch):
-    import spacy_electra.model.checkpoint as checkpoint
+    import spacy_electra.checkpoint.writer as checkpoint
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

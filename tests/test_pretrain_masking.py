@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spacy_electra.model import ElectraConfig
+from spacy_electra.torch_model import ElectraConfig
 from spacy_electra.pretrain.config import ConfigError, PretrainConfig, load_config, parse_overrides
 from spacy_electra.pretrain.masking import (
     candidate_mask, gumbel_max_sample, mask_tokens, replace_tokens, token_types,

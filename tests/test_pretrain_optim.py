@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from spacy_electra.model import load_checkpoint
+from spacy_electra.checkpoint import load_checkpoint
 from spacy_electra.pretrain.optim import layer_decay_groups, lr_factor
 
 from .conftest import make_hf_checkpoint

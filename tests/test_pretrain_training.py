@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 from typer import Typer
 from typer.testing import CliRunner
 
-from spacy_electra.model import load_checkpoint
+from spacy_electra.checkpoint import load_checkpoint
 from spacy_electra.pretrain import load_config, pretrain
 from spacy_electra.pretrain.corpus import build_corpus
 
-from .conftest import padded_batch, write_vocab
+from .conftest import trf_config, padded_batch, write_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "pretrain_tiny.cfg"
@@ -181,7 +181,7 @@ def test_export_is_usable_as_checkpoint_of_the_spacy_component(data, tmp_path):
     pretrain(load_config(TINY, overrides(data, **{"training.max_steps": 2})), out)
     nlp = spacy.blank("en")
     nlp.add_pipe("electra_transformer",
-                 config={"model": {"checkpoint": str(out / "discriminator"), "window": 32, "stride": 24}})
+                 config={"model": trf_config(str(out / "discriminator"), window=32, stride=24)})
     nlp.initialize()
     doc = nlp("new york is a city")
     hidden = doc._.trf_data.model_output.last_hidden_state

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from .conftest import make_hf_checkpoint
+from .conftest import trf_config, make_hf_checkpoint
 
 # Every Unicode category, surrogates excluded (not encodable as UTF-8 text).
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=120)
@@ -18,7 +18,7 @@ def nlp(tmp_path_factory):
     path = tmp_path_factory.mktemp("props") / "ckpt"
     make_hf_checkpoint(path, "ElectraForPreTraining")
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(path), "window": 12, "stride": 8}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(path), window=12, stride=8)})
     listener = {"@architectures": "spacy_electra.ElectraTransformerListener.v1", "upstream": "electra_transformer"}
     for name in ("electra_tagger", "electra_ner", "electra_textcat"):
         nlp.add_pipe(name, config={"model": {"tok2vec": listener}})

@@ -8,10 +8,10 @@ import spacy
 import torch
 from spacy.tokens import Doc
 
-from spacy_electra.layers.transformer import get_encoder
+from spacy_electra.layers.torch_encoder import get_encoder
 from spacy_electra.windows import check_window, window_starts
 
-from .conftest import BASE_PIECES, make_hf_checkpoint
+from .conftest import trf_config, BASE_PIECES, make_hf_checkpoint
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def checkpoint(tmp_path):
 
 def make_nlp(checkpoint, **model):
     nlp = spacy.blank("en")
-    nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), **model}})
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), **model)})
     return nlp
 
 
@@ -85,7 +85,7 @@ def test_window_starts_cover_everything():
 def test_window_config_is_validated_when_built(checkpoint, window, stride, message):
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match=message):
-        nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "window": window, "stride": stride}})
+        nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), window=window, stride=stride)})
 
 
 def test_window_larger_than_checkpoint_positions(tmp_path):
@@ -94,8 +94,9 @@ def test_window_larger_than_checkpoint_positions(tmp_path):
     with pytest.raises(ValueError, match="at most max_position_embeddings - 2 = 62"):
         check_window(63, 40, 64)
     nlp = spacy.blank("en")
+    nlp.add_pipe("electra_transformer", config={"model": trf_config(str(checkpoint), window=100, stride=60)})  # nothing read yet
     with pytest.raises(ValueError, match="= 62 pieces"):
-        nlp.add_pipe("electra_transformer", config={"model": {"checkpoint": str(checkpoint), "window": 100, "stride": 60}})
+        nlp.initialize()
 
 
 def test_backprop_matches_finite_differences(checkpoint):
@@ -171,7 +172,7 @@ def test_roundtrip_to_disk_offline_after_checkpoint_deleted(checkpoint, tmp_path
     # to_bytes / from_bytes round trip too
     data = loaded.to_bytes()
     fresh = spacy.blank("en")
-    fresh.add_pipe("electra_transformer", config={"model": {"checkpoint": "/nonexistent"}})
+    fresh.add_pipe("electra_transformer", config={"model": trf_config("/nonexistent")})
     fresh.from_bytes(data)
     np.testing.assert_array_equal(fresh(text)._.trf_data.model_output.last_hidden_state, before)
 

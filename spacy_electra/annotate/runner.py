@@ -106,7 +106,7 @@ def load_pipeline(pipeline: Union[str, Path], gpu_id: int = -1) -> Language:
 
 
 def _check_inference(kind: str) -> None:
-    from ..model.backends import check_kind  # torch only once a backend is asked for
+    from ..inference.backends import check_kind  # torch only once a backend is asked for
 
     try:
         check_kind(kind, "--inference")

@@ -3,9 +3,8 @@
 to share an upstream ``electra_transformer``. Both give one ``TransformerData`` per doc; the head
 pools what it needs (token vectors or [CLS] vectors) and classifies.
 
-The argument is called ``tok2vec`` (v2) because that is where spaCy's ``nlp.replace_listeners``
-looks for a component's listener; the v1 architectures, which call it ``encoder``, still load
-old configs and pipelines but cannot have their listener replaced."""
+The argument is called ``tok2vec`` because that is where spaCy's ``nlp.replace_listeners``
+looks for a component's listener."""
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
@@ -18,11 +17,9 @@ from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
 from .listeners import ElectraTransformerListener, pool_tokens
-from .transformer import CLS_KEY
-
-EncoderModel = Model[List[Doc], List[TransformerData]]
-TokenScoresModel = Model[List[Doc], List[Floats2d]]
-DocScoresModel = Model[List[Doc], Floats2d]
+from .trf_data import CLS_KEY
+from .types import DocScoresModel, TokenScoresModel
+from .types import ElectraTransformerModel as EncoderModel
 
 
 @registry.architectures("spacy_electra.ElectraTransformerListener.v1")
@@ -32,8 +29,8 @@ def ElectraTransformerListener_v1(*, upstream: str = "*") -> EncoderModel:
     return ElectraTransformerListener(upstream)
 
 
-@registry.architectures("spacy_electra.TokenClassifier.v2")
-def TokenClassifier_v2(
+@registry.architectures("spacy_electra.TokenClassifier.v1")
+def TokenClassifier_v1(
     *, tok2vec: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
 ) -> TokenScoresModel:
     """Per-token logits: each token's pieces pooled (``first`` piece, as in ELECTRA's
@@ -45,16 +42,8 @@ def TokenClassifier_v2(
     return model
 
 
-@registry.architectures("spacy_electra.TokenClassifier.v1")
-def TokenClassifier_v1(
-    *, encoder: EncoderModel, pooling: str = "first", dropout: float = 0.1, nO: Optional[int] = None
-) -> TokenScoresModel:
-    """``TokenClassifier.v2`` with the encoder under its old name ``encoder``."""
-    return TokenClassifier_v2(tok2vec=encoder, pooling=pooling, dropout=dropout, nO=nO)
-
-
-@registry.architectures("spacy_electra.DocClassifier.v2")
-def DocClassifier_v2(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
+@registry.architectures("spacy_electra.DocClassifier.v1")
+def DocClassifier_v1(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
     """ELECTRA's classification head on [CLS]: dropout, dense + GELU, dropout, linear. A doc
     longer than one window uses the mean of its windows' [CLS] vectors. This is the layout of
     HF's ``ElectraClassificationHead`` (thinc's ``Gelu`` is the same erf GELU), so a fine-tuned
@@ -67,12 +56,6 @@ def DocClassifier_v2(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optiona
     model.set_ref("dense", dense)
     model.set_ref("output_layer", output)
     return model
-
-
-@registry.architectures("spacy_electra.DocClassifier.v1")
-def DocClassifier_v1(*, encoder: EncoderModel, dropout: float = 0.1, nO: Optional[int] = None) -> DocScoresModel:
-    """``DocClassifier.v2`` with the encoder under its old name ``encoder``."""
-    return DocClassifier_v2(tok2vec=encoder, dropout=dropout, nO=nO)
 
 
 def _doc_classifier_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:

@@ -22,12 +22,12 @@ from spacy_transformers.layers.listener import TransformerListener
 from spacy_transformers.layers.listener import forward as transformer_listener_forward
 from spacy_transformers.layers.trfs2arrays import trfs2arrays
 from thinc.api import Model, chain
-from thinc.shims import Shim
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
-ListenerModel = Model[List[Doc], List[Floats2d]]
-TrfData = List[TransformerData]
+from .types import TokenVectorsModel as ListenerModel
+from .types import TrfData
+
 POOLINGS = ("first", "mean", "last")
 
 
@@ -95,7 +95,7 @@ def _own_mix_init(model: Model, X=None, Y=None) -> Model:
     encoder has loaded its checkpoint (an upstream component tells its listeners instead)."""
     encoder, mix, pool = model.layers
     encoder.initialize()
-    from .transformer import encoder_node, get_encoder  # a cycle at import time otherwise
+    from .torch_encoder import encoder_node, get_encoder  # a cycle at import time otherwise
 
     if not encoder_node(encoder).attrs["all_layers"]:
         raise ValueError("ElectraScalarMixTok2Vec.v1 needs every layer: set all_layers = true in its encoder.")
@@ -116,14 +116,12 @@ LISTENER_REPLACEMENTS = {
 def replace_listener(encoder: Model, listener: Model, upstream) -> Model:
     """``replace_listener`` hook: the listener node becomes ``encoder`` (spaCy passes a fresh copy
     of the upstream's model), and whatever followed the listener (pooling, scalar mix, the head)
-    stays as trained. The copy's torch shim (in a nested node of ``ElectraTransformer.v2``) gets
-    its own id, so the optimizer does not share Adam state between it and the upstream encoder
+    stays as trained. The copy's torch shim gets its own id, so the optimizer does not share Adam state between it and the upstream encoder
     when both keep training."""
+    from .shim import ElectraShim
+
     for node in encoder.walk():
-        for shim in node.shims:
-            with Shim.global_id_lock:
-                Shim.global_id += 1
-                shim.id = Shim.global_id
+        node.shims[:] = [shim.renewed() if isinstance(shim, ElectraShim) else shim for shim in node.shims]
     return encoder
 
 

@@ -1,13 +1,12 @@
 """Encoder outputs as spacy-transformers' ``TransformerData``, one per doc, and the way back.
 
-Shared by ``ElectraTransformer.v1`` (one node) and ``.v2`` (composed nodes), so both hand the
-listeners the same data: ``last_hidden_state`` (1, n_pieces, width), every layer under
+What ``with_strided_windows`` hands the listeners and heads: ``last_hidden_state`` (1, n_pieces, width), every layer under
 ``hidden_states`` when all layers are kept, the [CLS] vector of each of the doc's windows under
 ``cls_vectors``, the pieces, and each token's pieces as the alignment.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 from spacy_transformers.data_classes import TransformerData, WordpieceBatch
@@ -17,9 +16,9 @@ from transformers.utils import ModelOutput
 
 from ..pieces import TokenPieces, WordPieceEncoder
 from ..windows import WindowBatch
+from .types import TrfData
 
 CLS_KEY = "cls_vectors"  # model_output key: the [CLS] vector of each window, (n_windows, hidden)
-TrfData = List[TransformerData]
 
 
 def doc_outputs(

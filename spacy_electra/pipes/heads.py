@@ -8,74 +8,31 @@ component that share one ``electra_transformer`` then push gradients of the same
 ``normalize = true`` averages over the tokens (docs) with a gold value instead.
 """
 
-import re
-import warnings
+from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple, Union
 
+from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.training import Example, validate_get_examples
 from thinc.api import Model
 from thinc.types import Floats2d
 
 from ..layers import heads as _default_architectures  # noqa: F401 (registers them before entry points exist)
-from ..layers.transformer import encoder_node
-from ..model.checkpoint import CheckpointError, resolve_checkpoint
+from ..layers.electra_transformer import encoder_config as transformer_config
+from ..layers.loaders import lend
 from . import hf_heads
 
 
-def encoder_config(head: str, **head_args) -> str:
+def encoder_config(head: str, **head_args: object) -> str:
     """Default model config of a head: its own ELECTRA-small encoder."""
     args = "\n".join(f"{k} = {v}" for k, v in head_args.items())
     return f"""
 [model]
 @architectures = "{head}"
 {args}
-
-[model.tok2vec]
-@architectures = "spacy_electra.ElectraTransformer.v1"
-checkpoint = "google/electra-small-discriminator"
-window = 128
-stride = 96
-"""
-
-
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+|[\w.-]+")
-
-
-def check_checkpoint(model: Model, section: str) -> None:
-    """Fail early, with advice for this case, when the checkpoint of the ELECTRA encoder that
-    ``model`` owns cannot be found. ``section`` is the config section that holds its
-    ``checkpoint`` setting. A model that only listens to an upstream encoder has nothing to check."""
-    encoder = next((node for node in model.walk() if node.name == "electra_transformer"), None)
-    if encoder is None:
-        return
-    node = encoder_node(encoder)
-    if node is not encoder:  # ElectraTransformer.v2: the setting is in its encoder node
-        section = section[:-1] + ".encoder]"
-    checkpoint = node.attrs["checkpoint"]
-    try:
-        resolve_checkpoint(checkpoint)
-        return
-    except CheckpointError:
-        pass
-    path = Path(checkpoint).expanduser()
-    if path.exists():
-        advice = f"{checkpoint!r} is a file: set `checkpoint` in {section} to the folder that holds config.json and the weights."
-    elif HUB_ID.fullmatch(checkpoint) and not checkpoint.startswith((".", "/", "~")):
-        advice = (
-            f"Checkpoint {checkpoint!r} is neither a local folder nor in the local Hugging Face cache, and "
-            f"spacy-electra never downloads: run `huggingface-cli download {checkpoint}` where there is "
-            f"internet, or set `checkpoint` in {section} to a local folder with config.json, vocab.txt "
-            "and model.safetensors."
-        )
-    else:
-        advice = (
-            f"Checkpoint folder {str(path)!r} does not exist: set `checkpoint` in {section} to a local "
-            "folder with config.json, vocab.txt and model.safetensors (e.g. one written by `spacy-electra pretrain`)."
-        )
-    raise CheckpointError(advice)
+""" + transformer_config("model.tok2vec")
 
 
 def refuse_rehearsal(name: str) -> NoReturn:
@@ -143,8 +100,9 @@ class ElectraHead(TrainablePipe):
         """Convert a checkpoint's fine-tuned HF head for this component (see ``hf_heads``)."""
         raise NotImplementedError
 
-    def export_hf(self, output_dir, *, nlp=None) -> Path:
-        """Write this component and its encoder as an HF task-model folder (see ``hf_heads``)."""
+    def export_hf(self, output_dir: Union[str, Path], *, nlp: Optional[Language] = None) -> str:
+        """Write this component and its encoder as an HF task-model folder (see ``hf_heads``);
+        returns the HF class (``pipes/export.py``)."""
         return hf_heads.export_head(self, output_dir, nlp=nlp)
 
     def initialize(
@@ -155,16 +113,16 @@ class ElectraHead(TrainablePipe):
         labels: Optional[Sequence[str]] = None,
     ) -> None:
         """Take ``labels`` if given (e.g. from ``spacy init labels``), else infer them from the
-        training examples; then size the output layer and initialise (loading the encoder's
-        checkpoint when the head has its own encoder: a missing one is reported first).
+        training examples; then size the output layer and initialise (reading the encoder's
+        checkpoint once when the head has its own encoder).
 
         When that checkpoint is a fine-tuned HF classifier of a kind this component can use, its
         labels (``id2label``) and head weights are taken instead: given labels and those of the
         training data must be among them. ``nlp.initialize()`` without data then gives a
         working component."""
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
-        check_checkpoint(self.model, f"[components.{self.name}.model.tok2vec]")
-        found = hf_heads.read_fine_tuned_head(self.model)
+        checkpoint = hf_heads.read_own_checkpoint(self.model, f"[components.{self.name}.model.tok2vec.encoder]")
+        found = hf_heads.fine_tuned_head(checkpoint) if checkpoint is not None else None
         imported = self.import_hf_head(found) if found is not None else None
         if imported is not None:
             hf_heads.check_pooling(self.model, found)
@@ -188,9 +146,7 @@ class ElectraHead(TrainablePipe):
             )
         self.model.get_ref("output_layer").set_dim("nO", self.n_outputs, force=imported is not None)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
-        with warnings.catch_warnings():
-            if imported is not None:  # the encoder's loader names the head it leaves to us
-                warnings.filterwarnings("ignore", message=hf_heads.HEAD_LEFT_BEHIND)
+        with lend(checkpoint) if checkpoint is not None else nullcontext():  # read once, not twice
             self.model.initialize(X=sample)
         if imported is not None:
             hf_heads.load_into(self.model, imported)

@@ -39,16 +39,15 @@ import torch
 from spacy.language import Language
 from thinc.api import Model
 
+from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from ..checkpoint.reader import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 from ..decoding import biluo_tags
-from ..model.checkpoint import CheckpointError, load_encoder_and_head, read_config, resolve_checkpoint, save_checkpoint
+from ..layers.loaders import read_for
+from ..layers.torch_encoder import encoder_node, get_encoder
 
-TOKEN_CLASSIFICATION = "ElectraForTokenClassification"
-SEQUENCE_CLASSIFICATION = "ElectraForSequenceClassification"
 MULTI_LABEL = "multi_label_classification"
 SINGLE_LABEL = "single_label_classification"
 NER_TAG = re.compile(r"([BILUES])-(.+)")
-# The encoder's loader warns that it left these behind; the component takes them.
-HEAD_LEFT_BEHIND = r"Loaded the .* these head weights were not loaded: classifier\.[\w.]+(, classifier\.[\w.]+)*$"
 
 Params = Dict[str, Dict[str, np.ndarray]]  # model ref ("output_layer", "dense") -> {"W", "b"}
 
@@ -81,32 +80,30 @@ def own_encoder(model: Model) -> Optional[Model]:
     return next((node for node in model.walk() if node.name == "electra_transformer"), None)
 
 
-def read_fine_tuned_head(model: Model) -> Optional[FineTunedHead]:
-    """The fine-tuned classification head in the checkpoint of ``model``'s own encoder; ``None``
-    when the model listens to a shared encoder or the checkpoint has no such head (e.g. a
-    pretrained discriminator). Only config.json is read unless a head is there."""
+def read_own_checkpoint(model: Model, section: str) -> Optional[Checkpoint]:
+    """The checkpoint of ``model``'s own encoder, read once (``None`` when the model listens
+    to a shared encoder): the head takes its fine-tuned classifier from it, then lends it to
+    the encoder's initialisation. The encoder's loader warns about the heads nobody takes."""
     encoder = own_encoder(model)
     if encoder is None:
         return None
-    from ..layers.transformer import encoder_node
+    return read_for(encoder_node(encoder), section, taken=("classifier",))
 
-    directory = resolve_checkpoint(encoder_node(encoder).attrs["checkpoint"])
-    _, raw = read_config(directory)
-    architecture = next((a for a in raw.get("architectures") or [] if a in (TOKEN_CLASSIFICATION, SEQUENCE_CLASSIFICATION)), None)
+
+def fine_tuned_head(checkpoint: Checkpoint) -> Optional[FineTunedHead]:
+    """The fine-tuned classification head of ``checkpoint``; ``None`` when it has none (e.g. a
+    pretrained discriminator). Its shapes were checked when the checkpoint was read."""
+    architecture = next((a for a in checkpoint.architectures if a in (TOKEN_CLASSIFICATION, SEQUENCE_CLASSIFICATION)), None)
     if architecture is None:
         return None
-    _, state, raw = load_encoder_and_head(directory, "classifier")
-    tensors = {name: tensor.float().numpy() for name, tensor in state.items()}
+    tensors = {name: tensor.numpy() for name, tensor in checkpoint.heads.get("classifier", {}).items()}
     rows = tensors.get("weight" if architecture == TOKEN_CLASSIFICATION else "out_proj.weight")
     if rows is None:
-        raise HeadImportError(f"{directory} says {architecture} but has no classifier weights; export the fine-tuned model again.")
-    hidden = raw.get("hidden_size")
-    if rows.shape[1] != hidden:
         raise HeadImportError(
-            f"{directory}: the classifier takes {rows.shape[1]} inputs but hidden_size is {hidden}; "
-            "use the config.json of these weights."
+            f"{checkpoint.directory} says {architecture} but has no classifier weights of that layout; export the fine-tuned model again."
         )
-    return FineTunedHead(str(directory), architecture, _id2label(raw, rows.shape[0], directory), raw.get("problem_type"), tensors)
+    raw = checkpoint.raw_config
+    return FineTunedHead(str(checkpoint.directory), architecture, _id2label(raw, rows.shape[0], checkpoint.directory), raw.get("problem_type"), tensors)
 
 
 def _id2label(raw: dict, n_rows: int, directory: Path) -> List[str]:
@@ -280,8 +277,6 @@ def exported_head(component) -> Tuple[str, List[str], Dict[str, torch.Tensor], D
 
 def _encoder_of(component, nlp: Optional[Language]):
     """The encoder module the component reads: its own, or that of the electra_transformer it listens to."""
-    from ..layers.transformer import get_encoder
-
     node = own_encoder(component.model)
     if node is not None:
         return get_encoder(node)
@@ -295,14 +290,14 @@ def _encoder_of(component, nlp: Optional[Language]):
     )
 
 
-def export_head(component, output_dir: Union[str, Path], *, nlp: Optional[Language] = None) -> Path:
+def export_head(component, output_dir: Union[str, Path], *, nlp: Optional[Language] = None) -> str:
     """Write ``component`` (electra_ner, electra_tagger, electra_textcat(_multilabel)) with its
     encoder as an HF ElectraForTokenClassification / ElectraForSequenceClassification folder."""
     if any(node.name == "electra_scalar_mix" for node in component.model.walk()):
         raise ValueError(f"{component.name!r} mixes all encoder layers; HF heads read the last layer only, so it cannot be exported.")
     module = _encoder_of(component, nlp)
     architecture, labels, state, extra = exported_head(component)
-    return save_checkpoint(
+    save_checkpoint(
         module.encoder,
         output_dir,
         vocab=module.wordpiece,
@@ -314,4 +309,4 @@ def export_head(component, output_dir: Union[str, Path], *, nlp: Optional[Langua
             **extra,
         },
     )
-
+    return architecture

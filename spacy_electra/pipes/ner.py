@@ -24,7 +24,7 @@ from .heads import TokenClassifierPipe, encoder_config
     "electra_ner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_config={
-        "model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v2"))["model"],
+        "model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v1"))["model"],
         "labels": None,
         "overwrite": False,
         "normalize": False,

@@ -29,7 +29,7 @@ def make_tagger_scorer() -> Callable:
     "electra_tagger",
     assigns=["token.tag", "token.pos"],
     default_config={
-        "model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v2"))["model"],
+        "model": Config().from_str(encoder_config("spacy_electra.TokenClassifier.v1"))["model"],
         "attr": "tag",
         "labels": None,
         "overwrite": False,

@@ -20,7 +20,7 @@ from thinc.types import Floats2d
 from . import hf_heads
 from .heads import ElectraHead, encoder_config
 
-DOC_CONFIG = Config().from_str(encoder_config("spacy_electra.DocClassifier.v2"))["model"]
+DOC_CONFIG = Config().from_str(encoder_config("spacy_electra.DocClassifier.v1"))["model"]
 SCORE_WEIGHTS = {
     "cats_score": 1.0, "cats_score_desc": None, "cats_micro_p": None, "cats_micro_r": None, "cats_micro_f": None,
     "cats_macro_p": None, "cats_macro_r": None, "cats_macro_f": None, "cats_macro_auc": None, "cats_f_per_type": None,

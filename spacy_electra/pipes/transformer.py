@@ -22,17 +22,13 @@ from spacy_transformers.layers.listener import TransformerListener
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from transformers.utils import ModelOutput
 
+from ..layers.electra_transformer import encoder_config
 from ..layers.listeners import ElectraTransformerListener, replace_listener, replace_listener_cfg
-from ..layers.transformer import encoder_node, get_encoder, local_config
-from .heads import check_checkpoint, refuse_rehearsal
+from ..layers.loaders import lend, read_for
+from ..layers.torch_encoder import encoder_node, get_encoder
+from .heads import refuse_rehearsal
 
-DEFAULT_CONFIG = """
-[model]
-@architectures = "spacy_electra.ElectraTransformer.v1"
-checkpoint = "google/electra-small-discriminator"
-window = 128
-stride = 96
-"""
+DEFAULT_CONFIG = encoder_config("model")
 
 
 def install_extensions() -> None:
@@ -104,18 +100,15 @@ class ElectraTransformer(TrainablePipe):
                 if not encoder_node(self.model).attrs["all_layers"]:
                     raise ValueError(
                         f"Component {component.name!r} uses ElectraScalarMixListener.v1, which needs "
-                        f"every layer: set all_layers = true in [components.{self.name}.model]."
+                        f"every layer: set all_layers = true in [components.{self.name}.model.encoder]."
                     )
-                if self.model.has_dim("nO"):
-                    # nL is known once the checkpoint config is: read it from the encoder or config.
+                if encoder_node(self.model).shims[0].module is not None:
                     node.set_dim("nL", self._n_layers(), force=True)
 
     def _n_layers(self) -> int:
-        node = encoder_node(self.model)
-        if node.shims[0]._model is not None:
-            return get_encoder(node).config.num_hidden_layers + 1
-        config = local_config(node.attrs["checkpoint"])
-        return int(config.get("num_hidden_layers", 12)) + 1
+        """Layer outputs the scalar-mix listeners receive: known once the encoder is loaded
+        (at initialize, or from a saved pipeline), never read from a checkpoint here."""
+        return get_encoder(self.model).config.num_hidden_layers + 1
 
     def _mark_releasing_listeners(self) -> None:
         """With keep_trf_data = false the listeners of the last listening component clear
@@ -197,9 +190,11 @@ class ElectraTransformer(TrainablePipe):
         refuse_rehearsal(self.name)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
-        """Load the checkpoint's weights and vocabulary, then link the downstream listeners."""
-        check_checkpoint(self.model, f"[components.{self.name}.model]")
-        self.model.initialize()
+        """Load the checkpoint's weights and vocabulary (the only moment it is read), then link
+        the downstream listeners, which learn the encoder's layer count now."""
+        checkpoint = read_for(encoder_node(self.model), f"[components.{self.name}.model.encoder]")
+        with lend(checkpoint):
+            self.model.initialize()
         if nlp is not None:
             for i, (_, component) in enumerate(nlp.pipeline):
                 if component is self:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..model import ElectraConfig
+from ..torch_model import ElectraConfig
 
 # Discriminator shapes of the ELECTRA paper (plus "tiny" for tests) and the generator width
 # fraction the paper found best for each size.

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..checkpoint.reader import read_vocabulary
 from ..pieces import WordPieceEncoder
 
 PathLike = Union[str, Path]
@@ -146,7 +147,7 @@ _ENCODER: Optional[WordPieceEncoder] = None
 def _init_worker(vocab_dir: str) -> None:
     global _ENCODER
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _ENCODER = WordPieceEncoder.from_directory(vocab_dir)
+    _ENCODER = read_vocabulary(vocab_dir)
 
 
 def _encode_chunk(docs: List[List[str]]) -> List[List[np.ndarray]]:
@@ -187,7 +188,7 @@ def build_corpus(
     """Tokenize ``inputs`` with the vocabulary in ``vocab_dir`` and write a packed corpus folder
     at ``output`` (written under a temporary name and renamed when complete)."""
     output = Path(output)
-    encoder = WordPieceEncoder.from_directory(vocab_dir)
+    encoder = read_vocabulary(vocab_dir)
     dtype = np.uint16 if encoder.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
     files = expand_paths(inputs)
     tmp = output.with_name(output.name + ".building")
@@ -298,7 +299,7 @@ def open_or_build(
     cache = Path(cache)
     if (cache / "meta.json").exists():
         corpus = PackedCorpus(cache)
-        vocab_size = WordPieceEncoder.from_directory(vocab_dir).vocab_size
+        vocab_size = read_vocabulary(vocab_dir).vocab_size
         if corpus.seq_length != seq_length or corpus.meta["vocab_size"] != vocab_size:
             raise CorpusError(
                 f"The packed corpus in {cache} has seq_length {corpus.seq_length} and vocab size "

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model import ElectraConfig, ElectraDiscriminator, ElectraGenerator
+from ..torch_model import ElectraConfig, ElectraDiscriminator, ElectraGenerator
 from .masking import Masked, gumbel_max_sample, replace_tokens
 
 

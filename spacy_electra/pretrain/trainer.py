@@ -17,9 +17,10 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,11 +28,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..atomic import atomic_file, atomic_folder
-from ..model import save_checkpoint
+from ..checkpoint import CheckpointError, save_checkpoint
+from ..checkpoint.training_state import read_training_state
+from ..checkpoint.reader import read_vocabulary
 from ..pieces import WordPieceEncoder
-from .config import PretrainConfig, write_config
+from .config import PretrainConfig, TrainingSettings, write_config
 from .corpus import PackedCorpus, open_or_build
-from .masking import mask_tokens, token_types
+from .masking import Masked, mask_tokens, token_types
 from .objective import MaskedLanguageModel, ReplacedTokenDetection
 from .optim import build_optimizer, build_scheduler
 
@@ -130,10 +133,10 @@ def load_training_state(path: Path, device: torch.device) -> Dict[str, Any]:
     if not path.exists():
         raise PretrainError(f"--resume: no checkpoint at {path}; start without --resume.")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a torn zip, a truncated pickle: torch raises several types
+        state = read_training_state(path, device)
+    except CheckpointError as err:
         raise PretrainError(
-            f"--resume: {path} is not a readable checkpoint ({type(err).__name__}: {err}); it was cut short or "
+            f"--resume: {path} is not a readable checkpoint ({err}); it was cut short or "
             f"changed outside training: restore a copy, or start again without --resume in a new --output."
         ) from err
     keys = set(state) if isinstance(state, dict) else set()
@@ -213,6 +216,62 @@ def summarise(sums: Tensor, objective: str) -> Dict[str, float]:
 
 
 # -- the loop -----------------------------------------------------------------------------------
+@dataclass
+class _Process:
+    """This process's place in the run: its rank among ``world`` and the device it trains on."""
+
+    rank: int
+    world: int
+    device: torch.device
+    micro: int  # examples per micro-batch
+    started_dist: bool  # this call opened the process group, so it closes it too
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class _Run:
+    """What the loop reads and advances: model and optimiser, the position in the data, and the
+    sums and clock of the interval that the next log line reports."""
+
+    config: PretrainConfig
+    output: Path
+    proc: _Process
+    vocab: WordPieceEncoder
+    corpus: PackedCorpus
+    model: nn.Module
+    trained: nn.Module  # the model, or its DDP wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    interval: Tensor  # [gen_loss, disc_loss, *STAT_NAMES, n_selected, n_tokens] since the last log line
+    step: int = 0
+    examples: int = 0
+    session_steps: int = 0  # steps of this invocation, for training.stop_after_steps
+    tick: float = 0.0
+    tick_step: int = 0
+    bar: Any = None
+    last: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.output / CHECKPOINT
+
+    @property
+    def log_path(self) -> Path:
+        return self.output / "train_log.jsonl"
+
+
+class _MicroBatch(NamedTuple):
+    index: int  # global micro-batch index within the step: it seeds masking and the forward pass
+    ids: Tensor
+    attention: Tensor
+    types: Tensor
+    masked: Masked
+
+
 def pretrain(
     config: PretrainConfig,
     output: Union[str, Path],
@@ -223,7 +282,25 @@ def pretrain(
     """Train per ``config``, writing logs, checkpoints and exported models under ``output``.
     Returns the last logged metrics. Under ``torchrun`` each process calls this."""
     output = Path(output)
-    t, m = config.training, config.model
+    proc = _setup_process(config.training)
+    vocab, corpus = _open_corpus(config, output, proc)
+    run = _build_run(config, output, proc, vocab, corpus)
+    if resume:
+        _restore(run)
+    _start_loop(run)
+    while _more_steps(run):
+        _train_step(run)
+        metrics = _log_if_due(run)
+        if _checkpoint_due(run):
+            _save_checkpoint(run)
+        for callback in callbacks:
+            callback(run.step, metrics)
+    _finish(run)
+    return run.last
+
+
+def _setup_process(t: TrainingSettings) -> _Process:
+    """Pick the device, join torchrun's process group, and check that the batch splits evenly."""
     rank, world, local_rank = distributed_env()
     device = resolve_device(t.device, local_rank)
     started_dist = False
@@ -239,173 +316,241 @@ def pretrain(
             f"training.batch_size={t.batch_size} must be divisible by processes x grad_accumulation "
             f"= {world} x {t.grad_accumulation}."
         )
-    micro = t.batch_size // micro_global
     if t.precision == "fp16" and device.type != "cuda":
         raise PretrainError("training.precision='fp16' needs a GPU; use 'bf16' or 'fp32' on CPU.")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    is_main = rank == 0
+    return _Process(rank, world, device, t.batch_size // micro_global, started_dist)
 
+
+def _open_corpus(config: PretrainConfig, output: Path, proc: _Process) -> Tuple[WordPieceEncoder, PackedCorpus]:
+    """Rank 0 writes config.cfg and builds (or reopens) the packed corpus; the other ranks wait for
+    it at a barrier and then open what it wrote, so the corpus is built once."""
     if not config.corpus.vocab:
         raise PretrainError("corpus.vocab is empty: point it at a folder with vocab.txt (see `spacy-electra vocab`).")
-    vocab = WordPieceEncoder.from_directory(config.corpus.vocab)
+    vocab = read_vocabulary(config.corpus.vocab)
     cache = Path(config.corpus.cache) if config.corpus.cache else output / "corpus"
-    if is_main:
+    corpus: Optional[PackedCorpus] = None
+    if proc.is_main:
         output.mkdir(parents=True, exist_ok=True)
         write_config(config, output / "config.cfg")
         corpus = open_or_build(
             cache, config.corpus.train, config.corpus.vocab, seq_length=config.corpus.seq_length,
-            fmt=config.corpus.format, workers=config.corpus.workers, seed=t.seed,
+            fmt=config.corpus.format, workers=config.corpus.workers, seed=config.training.seed,
             short_seq_prob=config.corpus.short_seq_prob, single_segment_prob=config.corpus.single_segment_prob,
             max_documents=config.corpus.max_documents,
         )
-    if world > 1:
+    if proc.world > 1:
         dist.barrier()
-    if not is_main:
-        corpus = PackedCorpus(cache)
+    return vocab, corpus if corpus is not None else PackedCorpus(cache)
 
+
+def _build_run(
+    config: PretrainConfig, output: Path, proc: _Process, vocab: WordPieceEncoder, corpus: PackedCorpus
+) -> _Run:
+    """Model, optimiser, schedule and loss scaler at step 0, seeded so every rank starts alike."""
+    t = config.training
     torch.manual_seed(t.seed)
-    model = build_objective(config, vocab).to(device)
-    optimizer = build_optimizer(model, t, fused=device.type == "cuda")
+    model = build_objective(config, vocab).to(proc.device)
+    optimizer = build_optimizer(model, t, fused=proc.device.type == "cuda")
     scheduler = build_scheduler(optimizer, t)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
-    step = examples = 0
-    ckpt_path = output / CHECKPOINT
-    if resume:
-        state = load_training_state(ckpt_path, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        step, examples = int(state["step"]), int(state["examples"])
-        if is_main:
-            truncate_log(output / "train_log.jsonl", step)
-            print(f"Resumed from {ckpt_path} at step {step}", file=sys.stderr)
-    trained = DistributedDataParallel(model) if world > 1 else model
+    scaler = torch.amp.GradScaler(proc.device.type, enabled=t.precision == "fp16")
+    interval = torch.zeros(2 + len(STAT_NAMES) + 2, device=proc.device)
+    return _Run(config, output, proc, vocab, corpus, model, model, optimizer, scheduler, scaler, interval)
 
-    special = [vocab.pad_id, vocab.cls_id, vocab.sep_id]
-    n_stats = 2 + len(STAT_NAMES) + 2
-    interval = torch.zeros(n_stats, device=device)
-    log_path = output / "train_log.jsonl"
-    last: Dict[str, Any] = {}
-    bar = None
-    if is_main and t.progress_bar:
+
+def _restore(run: _Run) -> None:
+    """Continue from the checkpoint; the log drops the lines of the steps after it, which run again."""
+    state = load_training_state(run.checkpoint_path, run.proc.device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    run.step, run.examples = int(state["step"]), int(state["examples"])
+    if run.proc.is_main:
+        truncate_log(run.log_path, run.step)
+        print(f"Resumed from {run.checkpoint_path} at step {run.step}", file=sys.stderr)
+
+
+def _start_loop(run: _Run) -> None:
+    """Wrap the (restored) model for DDP, open the progress bar, and start the interval's clock."""
+    t = run.config.training
+    if run.proc.world > 1:
+        run.trained = DistributedDataParallel(run.model)
+    if run.proc.is_main and t.progress_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=2.0)
-    session_steps = 0
-    tick, tick_step = time.perf_counter(), step
+        run.bar = tqdm(total=t.max_steps, initial=run.step, unit="step", dynamic_ncols=True, mininterval=2.0)
+    run.tick, run.tick_step = time.perf_counter(), run.step
+    run.model.train()
 
-    def save_state() -> None:
-        if is_main:
-            save_training_state(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
-                "step": step, "examples": examples, "world_size": world, "config": config.to_dict(),
-            })
 
-    model.train()
-    while step < t.max_steps and (t.stop_after_steps is None or session_steps < t.stop_after_steps):
-        first = examples + rank * t.grad_accumulation * micro
-        rows = torch.from_numpy(corpus.batch(first, t.grad_accumulation * micro, t.seed))
-        if device.type == "cuda":  # a copy from pageable memory would wait for the GPU's queue
-            rows = rows.pin_memory()
-        rows = rows.to(device, non_blocking=True)
-        batches = []
-        counts = torch.zeros(2, device=device)
-        for i in range(t.grad_accumulation):
-            j = rank * t.grad_accumulation + i  # global micro-batch index within the step
-            ids = rows[i * micro : (i + 1) * micro]
-            attention = ids != vocab.pad_id
-            if device.type == "cpu":  # trim shared padding columns (a GPU sync elsewhere)
-                width = int(attention.sum(1).max())
-                ids, attention = ids[:, :width], attention[:, :width]
-            torch.manual_seed(seed_for(t.seed, step, j, 0))
-            masked = mask_tokens(ids, mask_id=vocab.mask_id, special_ids=special,
-                                 mask_prob=m.mask_prob, mask_token_prob=m.mask_token_prob)
-            types = token_types(ids, vocab.sep_id, vocab.pad_id)
-            counts += torch.stack([masked.selected.sum(), attention.sum()]).float()
-            batches.append((j, ids, attention.long(), types, masked))
-        if world > 1:
-            dist.all_reduce(counts)
-        n_selected, n_tokens = counts[0], counts[1]
-        for i, (j, ids, attention, types, masked) in enumerate(batches):
-            sync = world == 1 or i == len(batches) - 1
-            with (contextlib.nullcontext() if sync else trained.no_sync()):
-                torch.manual_seed(seed_for(t.seed, step, j, 1))
-                with autocast(device, t.precision):
-                    out = trained(masked, ids, attention, types)
-                loss = out["gen_loss_sum"] / n_selected + m.discriminator_weight * out["disc_loss_sum"] / n_tokens
-                scaler.scale(loss * world).backward()
-            interval += torch.cat([
-                torch.stack([out["gen_loss_sum"].detach(), out["disc_loss_sum"].detach()]).float(),
-                out["stats"], torch.stack([masked.selected.sum(), attention.sum()]).float(),
-            ])
-        scaler.unscale_(optimizer)
-        if t.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        session_steps += 1
-        examples += t.batch_size
-        if bar is not None:
-            bar.update(1)
-        if session_steps == 1 and is_main and step % t.log_every and step < t.max_steps:
-            # the first log line may be far away (log_every steps): say now what the run costs
-            took = time.perf_counter() - tick
-            line = (f"step {step}/{t.max_steps}: the first step took {took:.1f}s; at that rate the run ends in "
-                    f"{format_duration(took * (t.max_steps - step))} (every {t.log_every} steps a line gives the "
-                    f"measured rate)")
-            (bar.write if bar is not None else print)(line, file=sys.stderr)
+def _more_steps(run: _Run) -> bool:
+    """Until max_steps, or until this invocation has run training.stop_after_steps."""
+    t = run.config.training
+    return run.step < t.max_steps and (t.stop_after_steps is None or run.session_steps < t.stop_after_steps)
 
-        metrics = None
-        if step % t.log_every == 0 or step == t.max_steps:
-            if world > 1:
-                dist.all_reduce(interval)
-            now = time.perf_counter()
-            metrics = summarise(interval.cpu(), m.objective)
-            seconds_per_step = (now - tick) / max(step - tick_step, 1)
-            metrics.update(
-                step=step, max_steps=t.max_steps, examples=examples, lr=scheduler.get_last_lr()[0],
-                tokens_per_s=float(interval[-1]) / max(now - tick, 1e-9),
-                seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (t.max_steps - step),
-            )
-            interval.zero_()
-            tick, tick_step = now, step
-            if is_main:
-                try:
-                    with open(log_path, "a", encoding="utf8") as f:
-                        f.write(json.dumps(metrics) + "\n")
-                except OSError as err:
-                    raise _write_failed(log_path, err) from err
-                line = format_metrics(metrics)
-                if bar is not None:
-                    bar.write(line, file=sys.stderr)
-                else:
-                    print(line, file=sys.stderr, flush=True)
-            last = metrics
-        if step % t.checkpoint_every == 0 or step == t.max_steps:
-            save_state()
-        for callback in callbacks:
-            callback(step, metrics)
 
-    if bar is not None:
-        bar.close()
-    if is_main:
-        if step % t.checkpoint_every and step != t.max_steps:
-            save_state()
-        if step >= t.max_steps:
-            export_models(model, output, vocab)
-    if world > 1:
+def _train_step(run: _Run) -> None:
+    """One optimiser update on the global batch; then the step, the examples and the bar advance."""
+    batches, counts = _masked_micro_batches(run)
+    _accumulate_gradients(run, batches, counts)
+    _apply_update(run)
+    run.step += 1
+    run.session_steps += 1
+    run.examples += run.config.training.batch_size
+    if run.bar is not None:
+        run.bar.update(1)
+    _announce_cost(run)
+
+
+def _masked_micro_batches(run: _Run) -> Tuple[List[_MicroBatch], Tensor]:
+    """This rank's micro-batches of the step, masked, and the global [n_selected, n_tokens] that the
+    losses divide by, so that the update does not depend on how the batch is split."""
+    t, m, proc, vocab = run.config.training, run.config.model, run.proc, run.vocab
+    micro, device = proc.micro, proc.device
+    first = run.examples + proc.rank * t.grad_accumulation * micro
+    rows = torch.from_numpy(run.corpus.batch(first, t.grad_accumulation * micro, t.seed))
+    if device.type == "cuda":  # a copy from pageable memory would wait for the GPU's queue
+        rows = rows.pin_memory()
+    rows = rows.to(device, non_blocking=True)
+    special = [vocab.pad_id, vocab.cls_id, vocab.sep_id]
+    batches: List[_MicroBatch] = []
+    counts = torch.zeros(2, device=device)
+    for i in range(t.grad_accumulation):
+        j = proc.rank * t.grad_accumulation + i  # global micro-batch index within the step
+        ids = rows[i * micro : (i + 1) * micro]
+        attention = ids != vocab.pad_id
+        if device.type == "cpu":  # trim shared padding columns (a GPU sync elsewhere)
+            width = int(attention.sum(1).max())
+            ids, attention = ids[:, :width], attention[:, :width]
+        torch.manual_seed(seed_for(t.seed, run.step, j, 0))
+        masked = mask_tokens(ids, mask_id=vocab.mask_id, special_ids=special,
+                             mask_prob=m.mask_prob, mask_token_prob=m.mask_token_prob)
+        types = token_types(ids, vocab.sep_id, vocab.pad_id)
+        counts += torch.stack([masked.selected.sum(), attention.sum()]).float()
+        batches.append(_MicroBatch(j, ids, attention.long(), types, masked))
+    if proc.world > 1:
+        dist.all_reduce(counts)
+    return batches, counts
+
+
+def _accumulate_gradients(run: _Run, batches: List[_MicroBatch], counts: Tensor) -> None:
+    """Forward and backward each micro-batch (DDP syncs gradients on the last), adding its sums to
+    the interval's."""
+    t, world = run.config.training, run.proc.world
+    n_selected, n_tokens = counts[0], counts[1]
+    for i, batch in enumerate(batches):
+        sync = world == 1 or i == len(batches) - 1
+        with (contextlib.nullcontext() if sync else run.trained.no_sync()):
+            torch.manual_seed(seed_for(t.seed, run.step, batch.index, 1))
+            with autocast(run.proc.device, t.precision):
+                out = run.trained(batch.masked, batch.ids, batch.attention, batch.types)
+            loss = (out["gen_loss_sum"] / n_selected
+                    + run.config.model.discriminator_weight * out["disc_loss_sum"] / n_tokens)
+            # DDP averages gradients over the processes; x world makes that the global sum
+            run.scaler.scale(loss * world).backward()
+        run.interval += torch.cat([
+            torch.stack([out["gen_loss_sum"].detach(), out["disc_loss_sum"].detach()]).float(),
+            out["stats"], torch.stack([batch.masked.selected.sum(), batch.attention.sum()]).float(),
+        ])
+
+
+def _apply_update(run: _Run) -> None:
+    """Unscale and clip the gradients, step the optimiser, scaler and schedule, clear the gradients."""
+    max_grad_norm = run.config.training.max_grad_norm
+    run.scaler.unscale_(run.optimizer)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def _announce_cost(run: _Run) -> None:
+    """After the session's first step, unless a log line is due anyway: the first log line may be
+    log_every steps away, so say now what the run will cost."""
+    t = run.config.training
+    if not (run.session_steps == 1 and run.proc.is_main and run.step % t.log_every and run.step < t.max_steps):
+        return
+    took = time.perf_counter() - run.tick
+    line = (f"step {run.step}/{t.max_steps}: the first step took {took:.1f}s; at that rate the run ends in "
+            f"{format_duration(took * (t.max_steps - run.step))} (every {t.log_every} steps a line gives the "
+            f"measured rate)")
+    (run.bar.write if run.bar is not None else print)(line, file=sys.stderr)
+
+
+def _log_if_due(run: _Run) -> Optional[Dict[str, Any]]:
+    """Every log_every steps and at the last: turn the interval's sums (over all ranks) into means
+    and rates, and have rank 0 log them. Returns them, or None between log lines."""
+    t = run.config.training
+    if run.step % t.log_every and run.step != t.max_steps:
+        return None
+    if run.proc.world > 1:
+        dist.all_reduce(run.interval)
+    now = time.perf_counter()
+    metrics: Dict[str, Any] = summarise(run.interval.cpu(), run.config.model.objective)
+    seconds_per_step = (now - run.tick) / max(run.step - run.tick_step, 1)
+    metrics.update(
+        step=run.step, max_steps=t.max_steps, examples=run.examples, lr=run.scheduler.get_last_lr()[0],
+        tokens_per_s=float(run.interval[-1]) / max(now - run.tick, 1e-9),
+        seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (t.max_steps - run.step),
+    )
+    run.interval.zero_()
+    run.tick, run.tick_step = now, run.step
+    if run.proc.is_main:
+        _write_log_line(run, metrics)
+    run.last = metrics
+    return metrics
+
+
+def _write_log_line(run: _Run, metrics: Dict[str, Any]) -> None:
+    """Append the metrics to train_log.jsonl and print them as one line, above the bar if any."""
+    try:
+        with open(run.log_path, "a", encoding="utf8") as f:
+            f.write(json.dumps(metrics) + "\n")
+    except OSError as err:
+        raise _write_failed(run.log_path, err) from err
+    line = format_metrics(metrics)
+    if run.bar is not None:
+        run.bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _checkpoint_due(run: _Run) -> bool:
+    t = run.config.training
+    return run.step % t.checkpoint_every == 0 or run.step == t.max_steps
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Rank 0 writes everything a resume needs; the ranks hold the same state, so one copy does."""
+    if run.proc.is_main:
+        save_training_state(run.checkpoint_path, {
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": _rng_state(),
+            "step": run.step, "examples": run.examples, "world_size": run.proc.world,
+            "config": run.config.to_dict(),
+        })
+
+
+def _finish(run: _Run) -> None:
+    """Rank 0 checkpoints where the session stopped (unless the loop just did) and exports the
+    models once max_steps is reached; every rank waits for that before the process group closes."""
+    if run.bar is not None:
+        run.bar.close()
+    if run.proc.is_main:
+        if not _checkpoint_due(run):
+            _save_checkpoint(run)
+        if run.step >= run.config.training.max_steps:
+            export_models(run.model, run.output, run.vocab)
+    if run.proc.world > 1:
         dist.barrier()
-        if started_dist:
+        if run.proc.started_dist:
             dist.destroy_process_group()
-    return last
 
 
 def DistributedDataParallel(model: nn.Module) -> nn.Module:

@@ -16,8 +16,8 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ..layers.transformer import ElectraShim, local_config
-from ..model.checkpoint import CheckpointError, load_encoder_and_head, load_wordpiece, resolve_checkpoint
+from ..layers.loaders import read_for
+from ..layers.shim import ElectraShim
 from .features import QATask, Row, batch_rows, make_rows, window_size
 from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
 
@@ -55,9 +55,6 @@ def SpanQA_v1(
         )
     if doc_stride < 1:
         raise ValueError(f"doc_stride={doc_stride} must be at least 1 piece.")
-    max_positions = int(local_config(checkpoint).get("max_position_embeddings", 512))
-    if max_length > max_positions:
-        raise ValueError(f"max_length={max_length} exceeds the checkpoint's max_position_embeddings={max_positions}; lower max_length.")
     if max_batch_items < max_length:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one row of max_length={max_length}; raise it.")
     shim = ElectraShim(
@@ -84,7 +81,7 @@ def SpanQA_v1(
 
 
 def get_module(model: SpanQAModel) -> SpanQAModule:
-    module = model.shims[0]._model
+    module = model.shims[0].module
     if module is None:
         raise ValueError(
             "electra_span_qa is not initialized: run nlp.initialize() (or `spacy train`), or load a trained pipeline with spacy.load()."
@@ -93,27 +90,21 @@ def get_module(model: SpanQAModel) -> SpanQAModule:
 
 
 def set_module(model: SpanQAModel, module: SpanQAModule) -> None:
-    shim = model.shims[0]
-    shim._model = module.to(shim.device)
+    model.shims[0].module = module
 
 
 def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
-    checkpoint = model.attrs["checkpoint"]
-    try:
-        directory = resolve_checkpoint(checkpoint)
-    except CheckpointError as err:
-        raise CheckpointError(
-            f"{err} To use your own model, set `checkpoint` in [components.electra_span_qa.model]."
-        ) from None
-    encoder, head, raw_config = load_encoder_and_head(directory, "qa_outputs")
+    checkpoint = read_for(model, "[components.electra_span_qa.model]", taken=("qa_outputs",))
+    encoder = checkpoint.build("encoder")
     # An exported electra_span_qa (or an HF folder that records it) carries its no-answer threshold.
-    model.attrs["checkpoint_null_threshold"] = raw_config.get("null_score_diff_threshold")
+    model.attrs["checkpoint_null_threshold"] = checkpoint.raw_config.get("null_score_diff_threshold")
     if encoder.config.max_position_embeddings < model.attrs["max_length"]:
         raise ValueError(
             f"max_length={model.attrs['max_length']} exceeds max_position_embeddings="
-            f"{encoder.config.max_position_embeddings} of {directory}; lower max_length."
+            f"{encoder.config.max_position_embeddings} of {checkpoint.directory}; lower max_length."
         )
-    wordpiece = load_wordpiece(directory, vocab_size=encoder.config.vocab_size)
+    head = checkpoint.heads.get("qa_outputs")
+    wordpiece = checkpoint.require_vocab()
     set_module(model, SpanQAModule(encoder, wordpiece, head))
     return model
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from spacy.language import Language
@@ -104,6 +105,8 @@ def questions_of(doc: Doc) -> Optional[List[str]]:
     context dict, else None (the component leaves the doc alone)."""
     questions = doc._.questions
     if questions is None:
+        # spaCy keeps the context of ``nlp.pipe(as_tuples=True)`` in ``Doc._context`` and has no
+        # public accessor for it; reading it is the only way a component can see that context.
         context = getattr(doc, "_context", None)
         if isinstance(context, dict):
             questions = context.get("questions")
@@ -316,6 +319,14 @@ class ElectraSpanQA(TrainablePipe):
             self.cfg["null_threshold"] = float(self.model.attrs.get("checkpoint_null_threshold") or 0.0)
         if nlp is not None and self._tokenizer is None:
             self._tokenizer = nlp.tokenizer
+
+    def export_hf(self, output_dir: Union[str, Path], *, nlp: Optional[Language] = None) -> str:
+        """Write this component as an HF ``ElectraForQuestionAnswering`` folder (``qa/export.py``);
+        returns the HF class (``pipes/export.py``)."""
+        from .export import export_span_qa
+
+        export_span_qa(self, output_dir)
+        return "ElectraForQuestionAnswering"
 
     # -- evaluation ---------------------------------------------------------------------------
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:

@@ -6,7 +6,7 @@ from typing import Union
 
 from spacy.language import Language
 
-from ..model.checkpoint import save_checkpoint
+from ..checkpoint import save_checkpoint
 from .architecture import get_module
 from .component import ElectraSpanQA
 

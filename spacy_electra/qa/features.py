@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..pieces import TokenPieces
-from ..windows import window_starts
+from ..windows import pack_by_length, window_starts
 
 
 @dataclass
@@ -88,16 +88,10 @@ def make_rows(tasks: Sequence[QATask], *, max_length: int, doc_stride: int) -> L
 def batch_rows(
     rows: Sequence[Row], tasks: Sequence[QATask], *, max_batch_items: int, cls_id: int, sep_id: int, pad_id: int
 ) -> List[RowChunk]:
-    """Rows sorted by length, packed while (rows in chunk) x (longest row) <= max_batch_items."""
-    order = sorted(range(len(rows)), key=lambda i: rows[i].length)
-    chunks, i = [], 0
-    while i < len(order):
-        j = i + 1
-        while j < len(order) and rows[order[j]].length * (j + 1 - i) <= max_batch_items:
-            j += 1
-        chunks.append(_chunk([rows[k] for k in order[i:j]], order[i:j], tasks, cls_id, sep_id, pad_id))
-        i = j
-    return chunks
+    """Rows sorted by length, packed while (rows in chunk) x (longest row) <= max_batch_items
+    (the encoder's own packing, ``windows.pack_by_length``)."""
+    groups = pack_by_length([row.length for row in rows], max_batch_items)
+    return [_chunk([rows[k] for k in group], group, tasks, cls_id, sep_id, pad_id) for group in groups]
 
 
 def _chunk(rows: List[Row], index: List[int], tasks, cls_id: int, sep_id: int, pad_id: int) -> RowChunk:

@@ -9,9 +9,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..layers.windowed_encoder import deserialize_encoder_blob, serialize_encoder_blob
-from ..model import ElectraConfig, ElectraEncoder
+from ..checkpoint.blob import deserialize_encoder_blob, serialize_encoder_blob
 from ..pieces import WordPieceEncoder
+from ..torch_model import ElectraConfig, ElectraEncoder
 
 RowArrays = Tuple[Tensor, Tensor, Tensor]  # ids, token types, attention mask; each (B, L)
 

@@ -104,6 +104,7 @@ def package_command(
     question: Optional[str] = typer.Option("Where was the start-up ?", help="Question for a QA component."),
     constraints: Optional[Path] = typer.Option(None, help="pip constraints for the fresh virtualenv (pins torch)."),
     keep_venv: Optional[Path] = typer.Option(None, help="Create the check's virtualenv here and keep it (else a temporary one)."),
+    source: Optional[Path] = typer.Option(None, help="spacy-electra source folder to build its wheel from (default: the folder it was installed from)."),
 ) -> None:
     """Build the pipeline's wheel and spacy-electra's own wheel; check them in a fresh virtualenv."""
     import json
@@ -112,7 +113,7 @@ def package_command(
 
     lang = json.loads((pipeline / "meta.json").read_text()).get("lang", "en")
     try:
-        wheels = build_wheels(pipeline, output, name=name, version=version)
+        wheels = build_wheels(pipeline, output, name=name, version=version, source=source)
         typer.echo(f"Built {wheels[0].name} and {wheels[1].name}")
         if verify:
             if keep_venv is not None and keep_venv.exists():

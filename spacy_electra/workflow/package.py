@@ -17,7 +17,27 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def installed_source() -> Path:
+    """The source folder spacy-electra was installed from (``pip install -e .`` or ``pip install
+    PATH`` record it in the distribution's ``direct_url.json``, PEP 610). The package never
+    assumes it runs from a checkout: an install from an index has no source folder, and then
+    ``--source`` must name one."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from urllib.parse import unquote, urlparse
+
+    try:
+        record = json.loads(distribution("spacy-electra").read_text("direct_url.json") or "{}")
+    except (PackageNotFoundError, ValueError):
+        record = {}
+    url = urlparse(record.get("url", ""))
+    folder = Path(unquote(url.path)) if url.scheme == "file" else None
+    if folder is None or not (folder / "setup.cfg").is_file():
+        raise PackageError(
+            "spacy-electra was not installed from a source folder, so its wheel cannot be rebuilt here: "
+            "pass --source /path/to/spacy-electra (a checkout), or install it with pip install -e PATH."
+        )
+    return folder
 
 
 class PackageError(RuntimeError):
@@ -32,9 +52,10 @@ def _run(cmd: List[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
-def build_wheels(pipeline: Path, output: Path, *, name: str, version: str, source: Path = REPO_ROOT) -> List[Path]:
+def build_wheels(pipeline: Path, output: Path, *, name: str, version: str, source: Optional[Path] = None) -> List[Path]:
     """Build the pipeline's wheel (``spacy package --build wheel``) and spacy-electra's own
-    wheel from ``source`` into ``output``; returns both wheel paths."""
+    wheel from ``source`` (default: ``installed_source()``) into ``output``; returns both paths."""
+    source = source if source is not None else installed_source()
     output.mkdir(parents=True, exist_ok=True)
     meta = json.loads((pipeline / "meta.json").read_text())
     package_name = f"{meta.get('lang', 'en')}_{name}"

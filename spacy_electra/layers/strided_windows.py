@@ -15,10 +15,10 @@ from typing import Callable, Optional, Tuple
 from spacy.util import registry
 from thinc.api import Model
 
-from ...windows import check_window, make_window_batch
-from ..trf_data import TrfData, doc_gradients, doc_outputs
-from ..transformer import get_encoder
-from .types import PieceBatch, WindowedEncoderModel, WindowsModel, WithWindows
+from ..windows import check_window, make_window_batch
+from .torch_encoder import get_encoder
+from .trf_data import TrfData, doc_gradients, doc_outputs
+from .types import PieceBatch, TorchEncoderModel, WindowsModel, WithWindows
 
 
 @registry.architectures("spacy_electra.with_strided_windows.v1")
@@ -31,7 +31,7 @@ def with_strided_windows_v1(*, window: int = 128, stride: int = 96, max_batch_it
     return partial(with_strided_windows, window=window, stride=stride, max_batch_items=max_batch_items)
 
 
-def with_strided_windows(encoder: WindowedEncoderModel, *, window: int, stride: int, max_batch_items: int) -> WindowsModel:
+def with_strided_windows(encoder: TorchEncoderModel, *, window: int, stride: int, max_batch_items: int) -> WindowsModel:
     return Model(
         "electra_with_strided_windows",
         _forward,

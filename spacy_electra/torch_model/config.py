@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish")
 
@@ -131,15 +129,3 @@ class ElectraConfig:
         if kind is not None:
             data["architectures"] = [HF_ARCHITECTURES[kind]]
         return data
-
-    @classmethod
-    def from_json_file(cls, path: Union[str, Path]) -> "ElectraConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); re-export the checkpoint.") from err
-        return cls.from_hf_dict(data)
-
-    def to_json_file(self, path: Union[str, Path], kind: Optional[str] = None) -> None:
-        Path(path).write_text(json.dumps(self.to_hf_dict(kind), indent=2, sort_keys=True) + "\n")

@@ -1,5 +1,4 @@
 """A compact PyTorch ELECTRA (no spaCy imports) that reads and writes HF checkpoints."""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ElectraConfig
 from .encoder import ElectraDiscriminator, ElectraEncoder, ElectraGenerator
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .blocks import ElectraEmbeddings, TransformerLayer, activation
 from .config import ElectraConfig
-from .layers import ElectraEmbeddings, TransformerLayer, activation
 
 
 def key_padding_mask(attention_mask: Optional[Tensor]) -> Optional[Tensor]:

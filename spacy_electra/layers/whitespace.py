@@ -17,7 +17,7 @@ from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from thinc.types import Ragged
 
-from ..trf_data import TrfData, with_zero_row
+from .trf_data import TrfData, with_zero_row
 from .types import TokenBatch, TokensModel, WithWhitespace
 
 

@@ -1,12 +1,13 @@
-"""What flows between the nodes of ``spacy_electra.ElectraTransformer.v2``.
+"""The Thinc type aliases of the package, defined once: what flows between the nodes of
+``spacy_electra.ElectraTransformer.v1`` and what the heads and listeners take.
 
-    List[Doc] --(the v2 node adds the encoder's vocabulary)--> TokenBatch
+    List[Doc] --(the transformer node adds the encoder's vocabulary)--> TokenBatch
       with_non_ws_tokens: TokenBatch -> TokenBatch without whitespace tokens ... -> List[TransformerData]
         piece encoder:    TokenBatch -> PieceBatch
         with_windows:     PieceBatch -> WindowBatch -> windowed encoder -> List[TransformerData]
 
 The vocabulary travels with the data instead of living in the piece encoder: it is saved with
-the encoder's weights (one checked blob, ``layers/windowed_encoder.py``), because the piece ids
+the encoder's weights (one checked blob, ``checkpoint/blob.py``), because the piece ids
 index the encoder's embedding matrix and the two must never be saved or loaded apart.
 """
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Sequence, Tuple
 
-from spacy.tokens import Token
+from spacy.tokens import Doc, Token
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from thinc.types import Floats2d, Floats3d
 
-from ...pieces import TokenPieces, WordPieceEncoder
-from ...windows import WindowBatch
+from ..pieces import TokenPieces, WordPieceEncoder
+from ..windows import WindowBatch
 
 
 @dataclass
@@ -45,10 +46,16 @@ TrfData = List[TransformerData]
 EncoderOutput = Tuple[Floats3d, Floats2d]
 
 PieceEncoderModel = Model[TokenBatch, PieceBatch]
-WindowedEncoderModel = Model[WindowBatch, EncoderOutput]
+TorchEncoderModel = Model[WindowBatch, EncoderOutput]
 WindowsModel = Model[PieceBatch, TrfData]
 TokensModel = Model[TokenBatch, TrfData]
 
 # Combinators take the node they wrap, as spacy-curated-transformers' ``with_spans`` does.
-WithWindows = Callable[[WindowedEncoderModel], WindowsModel]
+WithWindows = Callable[[TorchEncoderModel], WindowsModel]
 WithWhitespace = Callable[[TokensModel], TokensModel]
+
+ElectraTransformerModel = Model[List[Doc], TrfData]
+# What the heads and listeners produce.
+TokenVectorsModel = Model[List[Doc], List[Floats2d]]
+TokenScoresModel = Model[List[Doc], List[Floats2d]]
+DocScoresModel = Model[List[Doc], Floats2d]

@@ -118,7 +118,11 @@ def _network_errors() -> Tuple[type, ...]:
 def _snapshot(repo_id: str, revision: str, label: str, patterns: Sequence[str], cache_only: bool) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     from .. import __version__

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .windowed import encode_chunk
+from ..torch_model.windowed import encode_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .encoder import ElectraEncoder
-    from .windowed import WindowedEncoder
+    from ..torch_model.encoder import ElectraEncoder
+    from ..torch_model.windowed import WindowedEncoder
 
 INFERENCE_KINDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
 ONNX_OPSET = 17

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Tuple, Union
 
 if TYPE_CHECKING:  # config imports nothing from here, but keep the import graph one-way
-    from .config import ElectraConfig
+    from ..torch_model.config import ElectraConfig
 
 Shape = Tuple[int, ...]
 Header = Dict[str, Tuple[str, Shape]]  # tensor name -> (safetensors dtype, shape)
@@ -194,7 +194,7 @@ def check_finite(tensors: Iterable[Tuple[str, Any]], source: str) -> None:
 def our_shapes(config: "ElectraConfig", kind: str) -> Dict[str, Shape]:
     """Every tensor of our ``ElectraEncoder``/``Discriminator``/``Generator`` and its shape,
     computed from the config alone (nothing is allocated, so any config is cheap to check)."""
-    E, H, I = config.embedding_size, config.hidden_size, config.intermediate_size
+    E, H, F = config.embedding_size, config.hidden_size, config.intermediate_size
     V = config.vocab_size
     shapes: Dict[str, Shape] = {
         "embeddings.word.weight": (V, E),
@@ -207,7 +207,7 @@ def our_shapes(config: "ElectraConfig", kind: str) -> Dict[str, Shape]:
         shapes.update({"projection.weight": (H, E), "projection.bias": (H,)})
     for i in range(config.num_hidden_layers):
         for name, out, inp in (("attention.qkv", 3 * H, H), ("attention.output", H, H),
-                               ("intermediate", I, H), ("output", H, I)):
+                               ("intermediate", F, H), ("output", H, F)):
             shapes[f"layers.{i}.{name}.weight"] = (out, inp)
             shapes[f"layers.{i}.{name}.bias"] = (out,)
         for norm in ("attention_norm", "ffn_norm"):

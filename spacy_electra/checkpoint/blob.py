@@ -1,16 +1,14 @@
-"""Serialisation of the windowed encoder for Thinc's PyTorchShim: config, vocabulary and
+"""The encoder blob inside a saved pipeline: serialisation for Thinc's PyTorchShim: config, vocabulary and
 safetensors weights in one msgpack blob, so a saved pipeline needs nothing else (and no pickle).
 
 The blob carries a SHA-256 of its content, so a flipped bit on disk is an error at
-``spacy.load`` rather than silently different vectors. Blobs written before the checksum existed
-still load, with a warning that says how to add one. Everything in the blob is checked (types,
+``spacy.load`` rather than silently different vectors. Everything in the blob is checked (types,
 config ranges, tensor names, dtypes and shapes against the config, vocabulary size, NaN/inf)
 before the encoder is built, as for a checkpoint folder.
 """
 import hashlib
 import json
 import re
-import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import srsly
@@ -19,14 +17,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ..model import ElectraConfig, ElectraEncoder
-from ..model.checkpoint import CheckpointError
-from ..model.validate import (
-    FileProblem, check_dtypes, check_finite, compare_shapes, layer_count, our_shapes, reading,
+from ..pieces import VocabError, WordPieceEncoder
+from ..torch_model.config import ElectraConfig
+from ..torch_model.encoder import ElectraEncoder
+from ..torch_model.windowed import WindowedEncoder
+from .errors import CheckpointError
+from .files import (
+    FileProblem,
+    check_dtypes,
+    check_finite,
+    compare_shapes,
+    layer_count,
+    our_shapes,
+    reading,
     safetensors_header_from_bytes,
 )
-from ..model.windowed import WindowedEncoder
-from ..pieces import VocabError, WordPieceEncoder
 
 SOURCE = "the ELECTRA encoder in this pipeline"
 _FIX = "Restore the pipeline from a good copy (or train it again)."
@@ -104,17 +109,10 @@ def _checked_encoder(data: bytes, head_shapes: Optional[HeadShapes] = None):
         if not (isinstance(config_data, dict) and isinstance(settings, dict) and isinstance(weights, bytes)
                 and isinstance(vocab, list) and all(isinstance(piece, str) for piece in vocab)):
             raise ValueError("config, vocab, tokenizer or weights have the wrong type")
-    if "sha256" in msg:
-        if msg["sha256"] != _checksum(msg):
-            raise FileProblem(
-                f"The checksum of {SOURCE} does not match its content: the file was changed after "
-                "saving (a flipped bit on disk or an edit)"
-            )
-    else:
-        warnings.warn(
-            f"{SOURCE.capitalize()} was saved without a checksum (by an older spacy-electra), so disk "
-            "corruption cannot be detected; save the pipeline again (nlp.to_disk) to add one.",
-            stacklevel=2,
+    if msg.get("sha256") != _checksum(msg):
+        raise FileProblem(
+            f"The checksum of {SOURCE} does not match its content: the file was changed after "
+            "saving (a flipped bit on disk or an edit)"
         )
     with reading(SOURCE):
         config = ElectraConfig.from_hf_dict(config_data)

@@ -15,8 +15,8 @@ from typing import Dict, Iterator, Tuple
 from spacy.language import Language
 from thinc.api import Model
 
-from .model.backends import INFERENCE_KINDS, apply_inference, check_kind
-from .model.windowed import WindowedEncoder
+from ..torch_model.windowed import WindowedEncoder
+from .backends import INFERENCE_KINDS, apply_inference, check_kind
 
 __all__ = ["INFERENCE_KINDS", "find_encoders", "set_inference"]
 
@@ -30,7 +30,7 @@ def find_encoders(nlp: Language) -> Iterator[Tuple[str, WindowedEncoder]]:
             continue
         for node in model.walk():
             for shim in node.shims:
-                module = getattr(shim, "_model", None)
+                module = getattr(shim, "module", None)
                 if isinstance(module, WindowedEncoder) and id(module) not in seen:
                     seen.add(id(module))
                     yield name, module
