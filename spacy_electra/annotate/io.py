@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
@@ -36,6 +37,13 @@ OUTPUT_FORMATS = ("jsonl", "spacy")
 
 class AnnotateError(ValueError):
     """A problem with the run's inputs or output folder; the message names the cause and the fix."""
+
+
+def kind_of(mode: int) -> str:
+    """What ``os.stat`` says a path is, in words."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 @dataclass
@@ -77,10 +85,19 @@ def list_input_files(path: Path, input_format: str = "auto") -> List[InputFile]:
     if input_format not in INPUT_FORMATS:
         raise AnnotateError(f"Unknown input format {input_format!r}; use one of {', '.join(INPUT_FORMATS)}.")
     path = Path(path)
-    if not path.exists():
-        raise AnnotateError(f"Input {path} does not exist; pass a JSONL or text file, or a folder of them.")
-    if path.is_file():
+    try:
+        mode = path.stat().st_mode  # never open(): opening a FIFO blocks until a writer comes
+    except FileNotFoundError:
+        raise AnnotateError(f"Input {path} does not exist; pass a JSONL or text file, or a folder of them.") from None
+    except OSError as err:
+        raise AnnotateError(f"Cannot read input {path} ({err.strerror}); pass a JSONL or text file, or a folder of them.") from None
+    if stat.S_ISREG(mode):
         return [InputFile(path, path.name, _format_of(path, input_format))]
+    if not stat.S_ISDIR(mode):
+        raise AnnotateError(
+            f"Input {path} is {kind_of(mode)}, not a file or folder; a rerun reads the input again, which a stream "
+            "cannot do: save it to a file and pass that."
+        )
     suffixes = JSONL_SUFFIXES + TEXT_SUFFIXES
     files = [
         p for p in sorted(path.rglob("*"))
@@ -252,12 +269,20 @@ class Manifest:
         to this same run; anything else is refused before any work starts."""
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
-            raise AnnotateError(f"Output {folder} is a file; pass a folder (it is created if missing).")
+            raise AnnotateError(f"Output {folder} is {kind_of(folder.stat().st_mode)}; pass a folder (it is created if missing).")
         manifest = cls(folder, run)
         if not manifest.path.exists():
             if folder.exists() and any(p.name not in (REJECTS, LOCK) for p in folder.iterdir()):
                 raise AnnotateError(
                     f"Output folder {folder} is not empty and has no {MANIFEST}; use an empty or new folder."
+                )
+            rejects = folder / REJECTS
+            # A run creates rejects.jsonl empty and lists it in the manifest before it writes a
+            # line there, so a non-empty one without a manifest is not a run's: keep it.
+            if rejects.exists() and (not rejects.is_file() or rejects.stat().st_size > 0):
+                raise AnnotateError(
+                    f"Output folder {folder} holds a {REJECTS} but no {MANIFEST}, so it is not an annotate run's; "
+                    "move that file away or use an empty or new folder."
                 )
             return manifest
         try:
