@@ -1,6 +1,6 @@
-"""Hardening of ``spacy-electra annotate`` against hostile input: a line that cannot be read or
-stored becomes a reject (so a rerun never stops at it again), and inputs or output folders that
-are not what they seem are refused in one line."""
+"""Hardening of ``spacy-electra annotate`` against hostile input: a line that cannot be read,
+stored or tokenized in reasonable time becomes a reject (so a rerun never stops at it again), and
+inputs or output folders that are not what they seem are refused in one line."""
 import json
 import os
 import signal
@@ -153,6 +153,62 @@ def test_a_line_that_fails_in_an_unforeseen_way_is_still_only_a_reject(blank, tm
     summary = annotate(pipeline, path, tmp_path / "out", nlp=nlp)
     assert summary.n_records == 2
     assert read_rejects(tmp_path / "out") == [{"file": "in.jsonl", "line": 2, "reason": "cannot read this line (TypeError: unforeseen)"}]
+
+
+# -- long runs without whitespace (spaCy's tokenizer is quadratic in them) -----------------------
+class SpyTokenizer:
+    """Wraps the tokenizer and keeps the length of the longest whitespace-free run it was given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.longest = 0
+        self.texts = 0
+
+    def __call__(self, text):
+        self.texts += 1
+        self.longest = max(self.longest, max(map(len, text.split()), default=0))
+        return self.tokenizer(text)
+
+    def pipe(self, texts, batch_size=1000):
+        for text in texts:
+            yield self(text)
+
+
+@pytest.mark.parametrize("char", ["[", "\U0001F600"], ids=["bracket", "emoji"])
+def test_the_worst_whitespace_free_runs_are_refused_before_the_tokenizer_sees_them(tmp_path, char):
+    nlp = spacy.blank("en")
+    nlp.to_disk(tmp_path / "p")
+    spy = nlp.tokenizer = SpyTokenizer(nlp.tokenizer)
+    limit = annotate_io.MAX_RUN_CHARS
+    lines = [
+        char * nlp.max_length,  # the longest text annotate accepts, as one run (about a day of tokenizing)
+        f"a {char * (limit + 1)} b",  # just over the limit
+        f"x {char * limit} y",  # at the limit: annotated
+        " ".join([char * 10] * 100),  # many short runs: annotated
+    ]
+    path = tmp_path / "runs.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = annotate(tmp_path / "p", path, tmp_path / "out", nlp=nlp)
+    assert (summary.n_records, summary.n_rejects) == (2, 2)
+    assert spy.texts == 2 and spy.longest == limit
+    assert read_rejects(tmp_path / "out") == [
+        {"file": "runs.txt", "line": 1, "reason": f"{nlp.max_length} characters without whitespace at character 0, over the "
+         f"limit of {limit} (spaCy's tokenizer takes time quadratic in such a run)"},
+        {"file": "runs.txt", "line": 2, "reason": f"{limit + 1} characters without whitespace at character 2, over the "
+         f"limit of {limit} (spaCy's tokenizer takes time quadratic in such a run)"},
+    ]
+
+
+def test_first_long_run_splits_where_spacy_does_and_finds_the_first_run_over_the_limit():
+    find = annotate_io.first_long_run
+    assert find("") is None and find("   ") is None and find("a" * 1000) is None
+    assert find("ab cd", limit=2) is None and find("ab cde", limit=2) == (3, 3)
+    # every str.isspace() character splits (so does spaCy's tokenizer); a zero-width space does not
+    assert find("[[\u00a0[[\u2003[[\t[[\x1c[[", limit=2) is None
+    assert find("[[\u200b[[", limit=2) == (0, 5)
+    assert find("x " * 10 + "yyyy zzzzz", limit=3) == (20, 4)
+    # a 1,000,000-character text of runs at the limit passes
+    assert find(" ".join(["a" * 1000] * 999)) is None
 
 
 # -- the output folder and the input path -------------------------------------------------------

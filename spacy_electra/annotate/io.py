@@ -24,6 +24,17 @@ the text, a question, a metadata value or key, or, with ``--output-format spacy`
 outside msgpack's 64-bit range. Whatever still fails to serialise when its shard is written
 becomes a reject there, in line order with the others.
 
+Long runs without whitespace. spaCy's tokenizer takes time quadratic in the length of a
+whitespace-free run of prefix/suffix characters (``[``, emoji...): 1,000 ``[`` take 0.08 s, 8,000
+take 4.7 s, and a single run of 1,000,000 (within ``nlp.max_length``) would take about a day. So a
+text with a run longer than ``MAX_RUN_CHARS`` (1,000 characters; a real word or URL is far
+shorter) is rejected before the tokenizer sees it, with the run's offset and length in the
+reason. It is rejected rather than split: splitting would insert characters the text does not
+have, so the record's text and character offsets would no longer be the input's, and such a run
+(base64, a minified blob, repeated symbols) is no language to annotate. The limit bounds a line's
+tokenizer cost by its length times 1,000: at most about 0.2 ms per character measured (distinct
+1,000-character runs of emoji), less than the encoder then spends on each of those characters as
+a token (BENCHMARKS.md, section 15). The check itself is linear (``first_long_run``).
 """
 from __future__ import annotations
 
@@ -47,8 +58,10 @@ TEXT_SUFFIXES = (".txt",)
 INPUT_FORMATS = ("auto", "jsonl", "text")
 OUTPUT_FORMATS = ("jsonl", "spacy")
 MAX_JSON_DEPTH = 100  # levels of objects/arrays in one JSONL line (the line's object is level 1)
+MAX_RUN_CHARS = 1_000  # characters without whitespace that the tokenizer is given in one run
 MSGPACK_INTS = (-(2**63), 2**64 - 1)  # what a .spacy shard (msgpack) stores
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_RUN = re.compile(r"\S+")  # what spaCy's tokenizer splits on: str.isspace() characters
 
 
 class AnnotateError(ValueError):
@@ -68,6 +81,18 @@ def kind_of(mode: int) -> str:
     kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def first_long_run(text: str, limit: int = MAX_RUN_CHARS) -> Optional[Tuple[int, int]]:
+    """``(offset, length)`` of the first run of non-whitespace characters longer than ``limit``,
+    or None. Linear in ``len(text)``: ``str.split`` finds the longest run, and only a text that
+    has one too long is scanned again for where it is."""
+    if max(map(len, text.split()), default=0) <= limit:
+        return None
+    for match in _RUN.finditer(text):
+        if match.end() - match.start() > limit:
+            return match.start(), match.end() - match.start()
+    return None  # pragma: no cover (split and \S+ agree on whitespace)
 
 
 def _name(key: str) -> str:
@@ -255,6 +280,12 @@ class InputStream:
             return reject("empty text")
         if len(text) > self.max_length:
             return reject(f"text of {len(text)} characters is longer than the pipeline's max_length {self.max_length}")
+        run = first_long_run(text)
+        if run is not None:
+            return reject(
+                f"{run[1]} characters without whitespace at character {run[0]}, over the limit of {MAX_RUN_CHARS} "
+                "(spaCy's tokenizer takes time quadratic in such a run)"
+            )
         return InputRecord(seq, f"{input_file.name}:{line_no}", text, meta, questions)
 
 
