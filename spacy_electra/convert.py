@@ -287,7 +287,11 @@ def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
 
 def _check_tree(path: PathLike, sent: _UdSentence) -> None:
     """Every HEAD a word of the sentence (or 0), and following heads from any word reaches the
-    root: no cycles. spaCy would build such a doc and fail later, far from the line."""
+    root: no cycles. spaCy would build such a doc and fail later, far from the line.
+
+    Linear in the sentence's length: each word is walked once, then marked as reaching the root,
+    and a walk stops at the first marked word; the words of the current walk are marked as such
+    (not searched for in a list), so a cycle is seen in one step too."""
     n = len(sent.heads)
     for i, head in enumerate(sent.heads):
         if head is not None and head > n:
@@ -295,24 +299,27 @@ def _check_tree(path: PathLike, sent: _UdSentence) -> None:
                                   "HEAD must be a word ID of the same sentence (or 0 for the root).")
     if any(h is None for h in sent.heads):
         return
-    reaches_root = [False] * n
+    unseen, on_walk, reaches_root = 0, 1, 2
+    state = [unseen] * n
     for start in range(n):
-        seen = []
+        walk: List[int] = []
         word = start
-        while not reaches_root[word]:
-            if word in seen:
-                raise ConversionError(
-                    path, sent.word_lines[start],
-                    f"HEADs form a cycle ({' -> '.join(str(w + 1) for w in seen[seen.index(word):] + [word])}).",
-                    "Every word's chain of heads must end at the root (HEAD 0).",
-                )
-            seen.append(word)
+        while state[word] == unseen:
+            state[word] = on_walk
+            walk.append(word)
             head = sent.heads[word]
             if head == 0:
                 break
             word = head - 1  # type: ignore[operator]
-        for w in seen:
-            reaches_root[w] = True
+        else:
+            if state[word] == on_walk:
+                cycle = walk[walk.index(word):] + [word]
+                raise ConversionError(
+                    path, sent.word_lines[start], f"HEADs form a cycle ({' -> '.join(str(w + 1) for w in cycle)}).",
+                    "Every word's chain of heads must end at the root (HEAD 0).",
+                )
+        for w in walk:
+            state[w] = reaches_root
 
 
 def conllu_to_docs(
