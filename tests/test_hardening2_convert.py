@@ -1,13 +1,15 @@
-"""Hardening of the converters: the CoNLL-U tree check does linear work (counted, not timed)."""
+"""Hardening of the converters: the CoNLL-U tree check does linear work (counted, not timed), and
+digits that ``str.isdigit`` accepts but ``int`` refuses are one-line errors."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import List
 
 import pytest
 
 from spacy_electra import convert
-from spacy_electra.convert import ConversionError, conllu_to_docs
+from spacy_electra.convert import ConversionError, conllu_to_docs, tsv_to_docs
 
 UD_WORD = "{}\t{}\t_\tX\tX\t_\t{}\tdep\t_\t_\n"
 
@@ -95,3 +97,25 @@ def test_tree_check_still_finds_a_cycle_at_the_end_of_a_long_chain_and_names_its
     ok.write_text("".join(UD_WORD.format(i + 1, f"w{i}", h) for i, h in enumerate(forward_chain(n))))
     (doc,) = conllu_to_docs(ok, n_sents_per_doc=0)
     assert [t.head.i for t in doc][:3] == [1, 2, 3] and doc[n - 1].head.i == n - 1
+
+
+@pytest.mark.parametrize("head", ["\u00b2", "\u0661", "\u2460", "1\u00b2"])  # superscript two, Arabic-Indic one, circled one
+def test_a_conllu_head_of_non_ascii_digits_is_a_one_line_error(tmp_path, head):
+    path = tmp_path / "bad.conllu"
+    path.write_text(UD_WORD.format(1, "Hi", 0) + UD_WORD.format(2, "yo", head), encoding="utf-8")
+    with pytest.raises(ConversionError) as info:
+        conllu_to_docs(path)
+    assert str(info.value) == (f"{path}:2: HEAD {head!r} is not a word ID. "
+                               "Use the head's ID in digits 0-9, 0 for the root, or _ .")
+
+
+def test_a_tsv_column_given_in_non_ascii_digits_is_a_name_not_an_index(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("hello\tpos\nbye\tneg\n")
+    with pytest.raises(ConversionError, match=r"t.tsv:1: no column named '\u00b2' for text_column"):
+        tsv_to_docs(path, text_column="\u00b2")
+
+
+def test_converter_messages_do_not_assume_a_checkout_beside_shared_data():
+    for module in ("spacy_electra/convert.py",):
+        assert "shared/data" not in (Path(__file__).resolve().parents[1] / module).read_text()
