@@ -1,4 +1,5 @@
-"""Converters from the corpora in ``../shared/data`` to spaCy ``Doc`` objects and ``.spacy`` files.
+"""Converters from training corpora, wherever the user keeps them, to spaCy ``Doc`` objects and
+``.spacy`` files.
 
 Three input families:
 
@@ -254,10 +255,10 @@ def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
                           "Every field holds a value; write _ for an unknown one.")
         id_, form, _lemma, _upos, _xpos, feats, head, _deprel, _deps, _misc = cols
         number = len(sent.heads) + 1
-        if re.fullmatch(r"\d+\.\d+", id_):  # empty node of the enhanced graph: not a surface word
+        if re.fullmatch(r"[0-9]+\.[0-9]+", id_):  # empty node of the enhanced graph: not a surface word
             continue
         if "-" in id_:  # multiword token: its words follow
-            match = re.fullmatch(r"(\d+)-(\d+)", id_)
+            match = re.fullmatch(r"([0-9]+)-([0-9]+)", id_)
             if not match or int(match.group(1)) != number or int(match.group(2)) <= number:
                 raise bad(line_no, f"multiword token range {id_!r} where {number}-N (N > {number}) was expected.",
                           "A range names the IDs of the words that follow it, first to last, e.g. `3-4`.")
@@ -267,8 +268,8 @@ def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
         if id_ != str(number):
             raise bad(line_no, f"word ID {id_!r} where {number} was expected.",
                       "Word IDs count 1, 2, 3... within a sentence; is an empty line missing between sentences?")
-        if head != "_" and not head.isdigit():
-            raise bad(line_no, f"HEAD {head!r} is not a word ID.", "Use the head's ID, 0 for the root, or _ .")
+        if head != "_" and not re.fullmatch("[0-9]+", head):  # not isdigit(): "²" is a digit int() refuses
+            raise bad(line_no, f"HEAD {head!r} is not a word ID.", "Use the head's ID in digits 0-9, 0 for the root, or _ .")
         if head == id_:
             raise bad(line_no, f"word {id_} is its own HEAD.", "Point HEAD at another word, or 0 for the root.")
         if feats != "_":
@@ -287,7 +288,11 @@ def _read_conllu_sentences(path: PathLike) -> List[_UdSentence]:
 
 def _check_tree(path: PathLike, sent: _UdSentence) -> None:
     """Every HEAD a word of the sentence (or 0), and following heads from any word reaches the
-    root: no cycles. spaCy would build such a doc and fail later, far from the line."""
+    root: no cycles. spaCy would build such a doc and fail later, far from the line.
+
+    Linear in the sentence's length: each word is walked once, then marked as reaching the root,
+    and a walk stops at the first marked word; the words of the current walk are marked as such
+    (not searched for in a list), so a cycle is seen in one step too."""
     n = len(sent.heads)
     for i, head in enumerate(sent.heads):
         if head is not None and head > n:
@@ -295,24 +300,27 @@ def _check_tree(path: PathLike, sent: _UdSentence) -> None:
                                   "HEAD must be a word ID of the same sentence (or 0 for the root).")
     if any(h is None for h in sent.heads):
         return
-    reaches_root = [False] * n
+    unseen, on_walk, reaches_root = 0, 1, 2
+    state = [unseen] * n
     for start in range(n):
-        seen = []
+        walk: List[int] = []
         word = start
-        while not reaches_root[word]:
-            if word in seen:
-                raise ConversionError(
-                    path, sent.word_lines[start],
-                    f"HEADs form a cycle ({' -> '.join(str(w + 1) for w in seen[seen.index(word):] + [word])}).",
-                    "Every word's chain of heads must end at the root (HEAD 0).",
-                )
-            seen.append(word)
+        while state[word] == unseen:
+            state[word] = on_walk
+            walk.append(word)
             head = sent.heads[word]
             if head == 0:
                 break
             word = head - 1  # type: ignore[operator]
-        for w in seen:
-            reaches_root[w] = True
+        else:
+            if state[word] == on_walk:
+                cycle = walk[walk.index(word):] + [word]
+                raise ConversionError(
+                    path, sent.word_lines[start], f"HEADs form a cycle ({' -> '.join(str(w + 1) for w in cycle)}).",
+                    "Every word's chain of heads must end at the root (HEAD 0).",
+                )
+        for w in walk:
+            state[w] = reaches_root
 
 
 def conllu_to_docs(
@@ -358,7 +366,7 @@ def _resolve_column(
     """Column index from an index, a header name (also a digit string, as the CLI passes) or,
     when ``spec`` is None, the first known header name or ``default``."""
     option = f"{what}_column"
-    if isinstance(spec, str) and spec.isdigit():
+    if isinstance(spec, str) and re.fullmatch("[0-9]+", spec):  # "²" is isdigit() but no index
         spec = int(spec)
     if isinstance(spec, str):
         lowered = [h.strip().lower() for h in header] if header else []

@@ -24,7 +24,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from .io import (
-    OUTPUT_FORMATS, AnnotateError, InputFile, InputRecord, InputStream, Manifest, Reject, ShardWriter,
+    OUTPUT_FORMATS, AnnotateError, InputFile, InputRecord, InputStream, Manifest, Reject, ShardWriter, UnwritableRecord,
     append_rejects, list_input_files, lock_folder,
 )
 from .records import Record, count_words, doc_to_record, pipe_item
@@ -196,12 +196,17 @@ class _Shards:
             self.seen[shard].append(item)
 
     def add(self, record: InputRecord, doc: Optional[Doc], data: Record, words: int) -> None:
-        """Write one record into its shard."""
+        """Write one record into its shard, or reject it when it does not serialise."""
         shard = record.seq // self.shard_size
         self.commit_before(shard)
         if self.writer is None:
             self._open(shard)
-        self.writer.add(doc, data)
+        try:
+            self.writer.add(doc, data)
+        except UnwritableRecord as err:
+            file, line = record.id.rsplit(":", 1)
+            self.seen.setdefault(shard, []).append(Reject(record.seq, file, int(line), err.reason))
+            return
         self.words += words
 
     def _open(self, index: int) -> None:
@@ -220,7 +225,7 @@ class _Shards:
         if self.writer is None or self.writer_index != index:  # a shard of rejects only
             self._open(index)
         writer = self.writer
-        rejects = self.seen.pop(index)
+        rejects = sorted(self.seen.pop(index), key=lambda reject: reject.seq)  # in line order
         name = writer.commit()
         self.writer = None
         rejects_bytes = append_rejects(self.manifest.folder, rejects)
@@ -336,7 +341,7 @@ def _annotate_locked(manifest: Manifest, pipeline, files: List[InputFile], *, nl
                 _set_inference(nlp, inference)
             backend = local_backend(nlp, batch_size=batch_size, n_process=n_process)
             max_length = nlp.max_length
-        stream = InputStream(files, text_field=text_field, max_length=max_length)
+        stream = InputStream(files, text_field=text_field, max_length=max_length, output_format=output_format)
         _run(stream, backend, manifest, output_format, shard_size, progress, n_process)
         manifest.complete = True
         manifest.save()
