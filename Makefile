@@ -11,9 +11,18 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray,onnx]"
 	touch $@
 
-.PHONY: main test
+.PHONY: main test lint fast
 main: $(VENV)/.installed
 	$(PY) -m spacy project run demo .
 
-test: $(VENV)/.installed
+# The linter and the type checker run first, on the package: CI fails on either.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check spacy_electra
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest -q tests
+
+# The development subset: everything but the end-to-end tests marked slow (about 3 minutes).
+fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" tests

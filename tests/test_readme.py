@@ -23,6 +23,8 @@ import pytest
 
 from .synthetic_data import write_data_dir
 
+pytestmark = pytest.mark.slow  # every README block, the workflow's among them: about a minute and a half
+
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<directive>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
 

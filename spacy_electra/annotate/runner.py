@@ -24,8 +24,18 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from .io import (
-    OUTPUT_FORMATS, AnnotateError, InputFile, InputRecord, InputStream, Manifest, Reject, ShardWriter, UnwritableRecord,
-    append_rejects, list_input_files, lock_folder,
+    OUTPUT_FORMATS,
+    AnnotateError,
+    InputFile,
+    InputRecord,
+    InputStream,
+    Manifest,
+    Reject,
+    ShardWriter,
+    UnwritableRecord,
+    append_rejects,
+    list_input_files,
+    lock_folder,
 )
 from .records import Record, count_words, doc_to_record, pipe_item
 

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from ..atomic import atomic_file, atomic_folder
 from ..checkpoint import CheckpointError, save_checkpoint
-from ..checkpoint.training_state import read_training_state
 from ..checkpoint.reader import read_vocabulary
+from ..checkpoint.training_state import read_training_state
 from ..pieces import WordPieceEncoder
 from .config import PretrainConfig, TrainingSettings, write_config
 from .corpus import PackedCorpus, open_or_build

@@ -1,0 +1,121 @@
+"""Corpus reading (three formats), packing within documents, memory-mapped streaming, vocab."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer import Typer
+from typer.testing import CliRunner
+
+from spacy_electra.checkpoint import read_vocabulary
+from spacy_electra.pieces import WordPieceEncoder
+from spacy_electra.pretrain.commands import vocab_command
+from spacy_electra.pretrain.corpus import PackedCorpus, build_corpus, detect_format, iter_documents, pack_document
+
+from ..conftest import write_vocab
+
+CLS, SEP, PAD = 2, 3, 0
+# Each document is written with the words of one group, so a packed row shows its source.
+GROUPS = [["the", "a", "of"], ["new", "york", "city"], ["london", "paris", "cafe"], ["he", "she", "it"]]
+
+
+def write_docs(path: Path, fmt: str, n_docs: int = 24, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    docs = []
+    for d in range(n_docs):
+        words = GROUPS[d % len(GROUPS)]
+        docs.append([" ".join(rng.choice(words, size=rng.integers(2, 30))) for _ in range(rng.integers(1, 6))])
+    with open(path, "w", encoding="utf8") as f:
+        for d, doc in enumerate(docs):
+            if fmt == "wiki":
+                f.write(f'<doc id="{d}" url="?curid={d}" title="Title {d}">\nTitle {d}\n\n' + "\n".join(doc) + "\n</doc>\n")
+            elif fmt == "blank":
+                f.write("\n".join(doc) + "\n\n")
+            else:
+                f.write(" ".join(doc) + "\n")
+    return docs
+
+
+@pytest.mark.parametrize("fmt", ["wiki", "blank", "lines"])
+def test_three_input_formats_are_read_and_detected(tmp_path, fmt):
+    docs = write_docs(tmp_path / "corpus.txt", fmt)
+    assert detect_format(tmp_path / "corpus.txt") == fmt
+    read = list(iter_documents(tmp_path / "corpus.txt"))
+    expected = [[" ".join(doc)] for doc in docs] if fmt == "lines" else docs
+    assert read == expected  # wiki titles are dropped
+
+
+def test_packing_stays_within_documents_and_keeps_every_piece():
+    rng = np.random.default_rng(0)
+    docs = [[rng.integers(100 * (d + 1), 100 * (d + 1) + 50, size=rng.integers(1, 70)) for _ in range(rng.integers(1, 8))]
+            for d in range(40)]
+    rows = []
+    for doc in docs:
+        packed = pack_document(doc, rng, seq_length=32, cls_id=CLS, sep_id=SEP)
+        for row in packed:
+            assert len(row) <= 32 and row[0] == CLS and row[-1] == SEP
+            assert 1 <= int((row == SEP).sum()) <= 2
+            body = row[(row != CLS) & (row != SEP)]
+            assert len(set((body // 100).tolist())) == 1  # one source document
+        rows += packed
+        got = Counter(np.concatenate([r[(r != CLS) & (r != SEP)] for r in packed]).tolist())
+        assert got == Counter(np.concatenate(doc).tolist())  # nothing lost, nothing duplicated
+    lengths = np.array([len(r) for r in rows])
+    assert (lengths == 32).mean() > 0.5  # long documents fill whole rows
+    two = [r for r in rows if (r == SEP).sum() == 2]
+    assert two  # A/B pairs are produced at segment boundaries
+
+
+def test_build_corpus_memmaps_and_streams_deterministically(tmp_path):
+    write_vocab(tmp_path / "vocab")
+    write_docs(tmp_path / "a.txt", "wiki", 30)
+    write_docs(tmp_path / "b.txt", "blank", 30, seed=1)
+    corpus = build_corpus([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "vocab", tmp_path / "packed",
+                          seq_length=24, workers=1)
+    assert isinstance(corpus.rows, np.memmap) and corpus.rows.dtype == np.uint16
+    assert (tmp_path / "packed" / "ids.bin").stat().st_size == len(corpus) * 24 * 2
+    encoder = read_vocabulary(tmp_path / "vocab")
+    group_of = {int(encoder.encode_texts([w])[0][0]): g for g, words in enumerate(GROUPS) for w in words}
+    for row in np.asarray(corpus.rows):
+        body = row[(row != CLS) & (row != SEP) & (row != PAD)]
+        assert len({group_of[int(t)] for t in body}) == 1
+    again = PackedCorpus(tmp_path / "packed")
+    n = len(again)
+    stream = again.batch(0, 2 * n + 3, seed=7)
+    first, second = stream[:n], stream[n : 2 * n]
+    rows = np.asarray(corpus.rows, dtype=np.int64)
+    # each epoch is a permutation of all rows, a different one per epoch, the same per seed
+    assert sorted(map(tuple, first)) == sorted(map(tuple, rows))
+    assert sorted(map(tuple, second)) == sorted(map(tuple, rows))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(again.batch(n - 2, 5, seed=7), stream[n - 2 : n + 3])
+
+
+def test_parallel_build_equals_serial(tmp_path):
+    write_vocab(tmp_path / "vocab")
+    write_docs(tmp_path / "c.txt", "blank", 600)
+    one = build_corpus([tmp_path / "c.txt"], tmp_path / "vocab", tmp_path / "p1", seq_length=24, workers=1)
+    two = build_corpus([tmp_path / "c.txt"], tmp_path / "vocab", tmp_path / "p2", seq_length=24, workers=2)
+    assert np.array_equal(np.asarray(one.rows), np.asarray(two.rows))
+
+
+def test_vocab_command_trains_a_vocab_the_encoder_loads(tmp_path):
+    write_docs(tmp_path / "text.txt", "blank", 200)
+    app = Typer()
+    app.command("vocab")(vocab_command)
+    app.command("unused")(lambda: None)  # keep typer in multi-command mode
+    result = CliRunner().invoke(app, ["vocab", str(tmp_path / "text.txt"), "--output", str(tmp_path / "v"),
+                                      "--vocab-size", "120", "--min-frequency", "1"])
+    assert result.exit_code == 0, result.output
+    encoder = read_vocabulary(tmp_path / "v")
+    assert encoder.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert encoder.lowercase and encoder.vocab_size <= 120
+    ids = encoder.encode_texts(["New York city"])[0]
+    assert encoder.unk_id not in ids.tolist()
+    assert [encoder.vocab[i] for i in ids] == ["new", "york", "city"]
+    cased = CliRunner().invoke(app, ["vocab", str(tmp_path / "text.txt"), "--output", str(tmp_path / "c"),
+                                     "--vocab-size", "120", "--cased"])
+    assert cased.exit_code == 0, cased.output
+    assert not read_vocabulary(tmp_path / "c").lowercase

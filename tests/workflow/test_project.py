@@ -1,0 +1,102 @@
+"""The `spacy project` workflow end to end (the main job, with smaller numbers), on a synthetic
+data_dir: every stage runs, every task ends with a non-zero dev score, the packaged pipeline
+loads by name in a fresh virtualenv with the training folders deleted, and a second run reruns
+nothing. Also: the errors a new user meets first."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..synthetic_data import write_data_dir
+
+pytestmark = pytest.mark.slow  # spacy project runs in subprocesses: minutes in all
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = {
+    "pretrain_docs": 200, "pretrain_steps": 20, "vocab_size": 400, "tagger_steps": 40, "ner_steps": 60,
+    "textcat_steps": 40, "qa_steps": 40, "eval_frequency": 20, "train_limit": 0, "dev_limit": 0,
+}
+MAIN_SCORES = {"tagger": "tag_acc", "ner": "ents_f", "textcat": "cats_score", "qa": "qa_exact"}
+
+
+def project_copy(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "project.yml", project)
+    shutil.copy(ROOT / "constraints.txt", project)
+    shutil.copytree(ROOT / "configs", project / "configs")
+    return project
+
+
+def spacy_project(project: Path, *args: str, vars: dict, check: bool = True) -> subprocess.CompletedProcess:
+    overrides = [f"--vars.{k}={v}" for k, v in vars.items()]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "run", *args, str(project), *overrides],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=2400)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_demo_workflow_end_to_end_then_nothing_reruns(tmp_path):
+    project = project_copy(tmp_path)
+    data = write_data_dir(tmp_path / "data")
+    vars = {"data_dir": str(data), **SMALL}
+    first = spacy_project(project, "demo", vars=vars)
+    summary = (project / "metrics" / "summary.md").read_text()
+    assert summary in first.stdout  # the table is printed at the end of the workflow
+    for task, key in MAIN_SCORES.items():
+        metrics = json.loads((project / "metrics" / f"{task}.json").read_text())
+        assert metrics["scores"][key] > 0, (task, metrics["scores"])
+        assert metrics["words_per_second"] > 0
+    assert (project / "checkpoints" / "encoder" / "config.json").exists()  # kept for the user
+    assert "Fresh virtualenv, spacy.load" in first.stdout
+
+    second = spacy_project(project, "demo", vars=vars)
+    assert "Running command" not in second.stdout, second.stdout[-3000:]
+    assert second.stdout.count("Skipping") == 13
+
+    # The packaged pipeline needs nothing the workflow left behind.
+    for folder in ("training", "checkpoints", "corpus"):
+        shutil.rmtree(project / folder)
+    python = project / "packages" / "venv" / "bin" / "python"
+    code = (
+        "import spacy; nlp = spacy.load('en_electra_pipeline'); doc = nlp('Alice works for Acme in Paris .');"
+        "qa = nlp.get_pipe('qa').answer(doc.text, ['Where does Alice work ?'])[0];"
+        "print(nlp.pipe_names, [t.tag_ for t in doc], doc.cats, qa.question)"
+    )
+    out = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "['tagger', 'ner', 'textcat', 'qa']" in out.stdout and "NNP" in out.stdout
+
+
+def test_missing_data_is_named_with_its_source(tmp_path):
+    project = project_copy(tmp_path)
+    data = write_data_dir(tmp_path / "data", n_train=5, n_dev=2)
+    (data / "ner" / "conll2003" / "valid.txt").unlink()
+    proc = spacy_project(project, "demo", vars={"data_dir": str(data)}, check=False)
+    assert proc.returncode != 0
+    assert "ner/conll2003/valid.txt" in proc.stderr and "conll2003" in proc.stderr
+    assert not (project / "corpus" / "text.txt").exists()  # nothing started
+    proc = spacy_project(project, "demo", vars={"data_dir": str(tmp_path / "nowhere")}, check=False)
+    assert "does not exist" in proc.stderr and "--vars.data_dir" in proc.stderr
+
+
+def test_all_refuses_the_demo_sizes_and_finetune_needs_a_checkpoint(tmp_path):
+    project = project_copy(tmp_path)
+    data = write_data_dir(tmp_path / "data", n_train=5, n_dev=2)
+    proc = spacy_project(project, "all", vars={"data_dir": str(data)}, check=False)
+    assert proc.returncode != 0 and "--vars.preset small" in proc.stderr
+    proc = spacy_project(project, "finetune", vars={"data_dir": str(data)}, check=False)
+    assert proc.returncode != 0 and "--vars.checkpoint" in proc.stderr
+    not_electra = tmp_path / "not-electra"
+    not_electra.mkdir()
+    (not_electra / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    proc = spacy_project(project, "finetune", vars={"data_dir": str(data), "checkpoint": str(not_electra)}, check=False)
+    assert proc.returncode != 0 and "gpt2" in proc.stderr
+    assert not any((project / "training").iterdir())  # refused before any training
