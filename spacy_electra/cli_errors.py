@@ -13,7 +13,6 @@ import sys
 import traceback
 from typing import Any, Tuple, Type
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -44,7 +43,8 @@ def one_line(err: BaseException) -> str:
 class OneLineErrors(TyperGroup):
     """A Typer group whose subcommands report known errors in one line (see the module doc)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # ``ctx`` is the base class's Context: click's, or (newer typer) that of typer's own copy of click.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except known_error_types() as err:

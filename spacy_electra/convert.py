@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import typer
 from spacy.language import Language
@@ -347,7 +347,7 @@ def conllu_to_docs(
 
 def _without_parse(doc: Doc, sentence_lengths: List[int]) -> Doc:
     """spaCy reads HEAD ``_`` as "its own root"; a doc without a parse keeps the UD sentences."""
-    starts = [i == 0 for n in sentence_lengths for i in range(n)]
+    starts: List[Union[bool, int, None]] = [i == 0 for n in sentence_lengths for i in range(n)]
     return Doc(
         doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc],
         lemmas=[t.lemma_ for t in doc], pos=[t.pos_ for t in doc], tags=[t.tag_ for t in doc],
@@ -455,7 +455,8 @@ def tsv_to_docs(
         raise ConversionError(path, line_no, f"label(s) {unknown} are not in labels={all_labels}.",
                               "Add them to the label set or fix the label column.")
     docs = []
-    for doc, row in zip(nlp.tokenizer.pipe(texts), row_labels):
+    tokenizer: Any = nlp.tokenizer  # Language types it as a plain callable; spaCy's Tokenizer has .pipe
+    for doc, row in zip(tokenizer.pipe(texts), row_labels):
         doc.cats = {label: float(label in row) for label in all_labels}
         docs.append(doc)
     return docs

@@ -116,7 +116,7 @@ class WordPieceEncoder:
         word_ids = np.asarray([-1 if w is None else w for w in encoding.word_ids], dtype=np.int64)
         lengths = np.bincount(word_ids, minlength=len(tokens)).astype(np.int32)
         empty = np.flatnonzero(lengths == 0)
-        unknown = [i for i in empty if tokens[i].strip()]
+        unknown = [i for i in empty.tolist() if tokens[i].strip()]
         if unknown:
             # Insert [UNK] at each such token's place in the flat id array.
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])

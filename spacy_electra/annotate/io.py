@@ -329,9 +329,9 @@ class ShardWriter:
         self._docs = DocBin(store_user_data=True) if output_format == "spacy" else None
         self._handle = open(self.tmp, "wb") if output_format == "jsonl" else None
 
-    def add(self, doc: Doc, record: Dict[str, Any]) -> None:
-        """Add one record; raises ``UnwritableRecord``, having written nothing, when the record
-        does not serialise (the runner rejects it)."""
+    def add(self, doc: Optional[Doc], record: Dict[str, Any]) -> None:
+        """Add one record (``doc`` may be None for a JSONL shard); raises ``UnwritableRecord``,
+        having written nothing, when the record does not serialise (the runner rejects it)."""
         if self._handle is not None:
             try:
                 line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -339,6 +339,7 @@ class ShardWriter:
                 raise UnwritableRecord(f"cannot be written as a JSON record ({type(err).__name__}: {_short(err)})") from None
             self._handle.write(line)
         else:
+            assert doc is not None and self._docs is not None  # a .spacy shard stores each Doc
             doc.user_data["id"] = record["id"]
             doc.user_data["meta"] = record["meta"]
             try:  # DocBin.add packs user_data after it stored the tokens: a failure there would corrupt the shard
@@ -356,6 +357,7 @@ class ShardWriter:
             os.replace(self.tmp, self.final)
             _fsync_dir(self.final.parent)
         else:
+            assert self._docs is not None  # output_format "spacy"
             write_atomic(self.final, self._docs.to_bytes())
         return self.final.name
 

@@ -78,7 +78,7 @@ class PipelineAnnotator:
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         texts = [str(t) for t in batch[self.text_column]]
-        ids = [str(i) for i in batch[self.id_column]] if self.id_column in batch else [None] * len(texts)
+        ids: List[Optional[str]] = [str(i) for i in batch[self.id_column]] if self.id_column in batch else [None] * len(texts)
         metas = (
             [json.loads(m) if m else {} for m in batch[self.meta_column]]
             if self.meta_column in batch else [{} for _ in texts]
@@ -201,7 +201,7 @@ def ray_backend(pipeline: Union[str, Path], *, batch_size: int, gpu: bool, worke
     resource = "GPU" if gpu else "CPU"
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get(resource, 1)))
-    options = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1, inference=inference)
+    options: Dict[str, Any] = dict(batch_size=batch_size, concurrency=workers, num_gpus=1 if gpu else 0, num_cpus=1, inference=inference)
 
     def annotate_stream(records: Iterable[InputRecord]) -> Iterator:
         chunk: List[InputRecord] = []

@@ -209,20 +209,20 @@ class _Shards:
         """Write one record into its shard, or reject it when it does not serialise."""
         shard = record.seq // self.shard_size
         self.commit_before(shard)
-        if self.writer is None:
-            self._open(shard)
+        writer = self.writer if self.writer is not None else self._open(shard)
         try:
-            self.writer.add(doc, data)
+            writer.add(doc, data)
         except UnwritableRecord as err:
             file, line = record.id.rsplit(":", 1)
             self.seen.setdefault(shard, []).append(Reject(record.seq, file, int(line), err.reason))
             return
         self.words += words
 
-    def _open(self, index: int) -> None:
-        self.writer = ShardWriter(self.manifest.folder, index, self.output_format)
+    def _open(self, index: int) -> ShardWriter:
+        writer = self.writer = ShardWriter(self.manifest.folder, index, self.output_format)
         self.writer_index = index
         self.words = 0
+        return writer
 
     def commit_before(self, shard: Optional[int]) -> None:
         """Commit every noted shard below ``shard`` (all of them for None)."""
@@ -232,9 +232,9 @@ class _Shards:
             self._commit(index)
 
     def _commit(self, index: int) -> None:
-        if self.writer is None or self.writer_index != index:  # a shard of rejects only
-            self._open(index)
         writer = self.writer
+        if writer is None or self.writer_index != index:  # a shard of rejects only
+            writer = self._open(index)
         rejects = sorted(self.seen.pop(index), key=lambda reject: reject.seq)  # in line order
         name = writer.commit()
         self.writer = None

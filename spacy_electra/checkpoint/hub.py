@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Type
 
 CONFIG_FILES = ("config.json", "vocab.txt", "tokenizer_config.json")
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
@@ -103,10 +103,10 @@ def download(name: str, *, revision: Optional[str] = None, local_files_only: boo
     return folder
 
 
-def _network_errors() -> Tuple[type, ...]:
+def _network_errors() -> Tuple[Type[BaseException], ...]:
     """What a failed transfer raises: ``requests`` errors in huggingface_hub 0.x, ``httpx``
     errors in 1.x, ``OSError`` for a size mismatch or a full disk."""
-    errors: Tuple[type, ...] = (OSError,)
+    errors: Tuple[Type[BaseException], ...] = (OSError,)
     for module, name in (("requests", "RequestException"), ("httpx", "HTTPError")):
         try:
             errors += (getattr(__import__(module), name),)
@@ -160,7 +160,7 @@ def _snapshot(repo_id: str, revision: str, label: str, patterns: Sequence[str], 
                 "`checkpoint` at a local folder with config.json, vocab.txt and model.safetensors."
             ) from None
         raise HubError(f"Could not download {label} from {_endpoint()}: {_cause(err)}.") from None
-    except (HfHubHTTPError, *_network_errors()) as err:
+    except (HfHubHTTPError,) + _network_errors() as err:
         raise HubError(
             f"Could not download {label} from {_endpoint()}: {_cause(err)}. Nothing partial is used; "
             "retry when the connection works (finished files are kept in the cache)."

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -147,7 +147,7 @@ class Int8Runner(InferenceRunner):
         return encode_chunk(derived, ids, mask, all_layers)
 
 
-def fp32_linears(encoder: nn.Module, *, full_range: bool = True) -> List[str]:
+def fp32_linears(encoder: "ElectraEncoder", *, full_range: bool = True) -> List[str]:
     """Names of the linear layers that int8 leaves in fp32: every linear layer of the first
     transformer layer (and the embedding projection), which sees the embeddings; with 7-bit
     activations (``full_range=False``, CPUs without VNNI, see ``DynamicLinear``) also each layer's
@@ -174,9 +174,10 @@ def _quantize_torch(encoder: nn.Module, keep: Optional[List[str]] = None) -> nn.
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     full_range = full_range_activations()
-    keep = set(fp32_linears(encoder, full_range=full_range) if keep is None else keep)
+    # Without ``keep``, ``encoder`` is an ElectraEncoder, whose layer names fp32_linears knows.
+    kept = set(fp32_linears(cast("ElectraEncoder", encoder), full_range=full_range) if keep is None else keep)
     spec = {name: per_channel_dynamic_qconfig for name, module in encoder.named_modules()
-            if isinstance(module, nn.Linear) and name not in keep}
+            if isinstance(module, nn.Linear) and name not in kept}
     dynamic_linear = _dynamic_linear_class()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -264,7 +265,7 @@ ORT_INT8_OPTIONS: dict = {"per_channel": True, "op_types_to_quantize": ["MatMul"
 class _Exported(nn.Module):
     """What gets exported: ids and mask in, (n_layers, batch, length, hidden) out."""
 
-    def __init__(self, encoder: nn.Module, all_layers: bool) -> None:
+    def __init__(self, encoder: "ElectraEncoder", all_layers: bool) -> None:
         super().__init__()
         self.encoder = encoder
         self.all_layers = all_layers
@@ -273,7 +274,7 @@ class _Exported(nn.Module):
         return encode_chunk(self.encoder, input_ids, attention_mask, self.all_layers)
 
 
-def onnx_session(encoder: nn.Module, *, all_layers: bool = False, quantize: bool = False, threads: int = 1):
+def onnx_session(encoder: "ElectraEncoder", *, all_layers: bool = False, quantize: bool = False, threads: int = 1):
     """An ONNX Runtime session running ``encoder`` on the CPU with ``threads`` intra-op threads."""
     ort = _require_onnxruntime()
     with tempfile.TemporaryDirectory(prefix="spacy-electra-onnx-") as tmp:
@@ -337,7 +338,7 @@ def _quiet_root_logger():
         root.removeFilter(advice)
 
 
-def export_onnx(encoder: nn.Module, path: Path, *, all_layers: bool = False) -> None:
+def export_onnx(encoder: "ElectraEncoder", path: Path, *, all_layers: bool = False) -> None:
     """Export with dynamic batch and length axes. The TorchScript-based exporter
     (``dynamo=False``) needs only the ``onnx`` package; the dynamo exporter would add
     ``onnxscript`` for the same graph."""

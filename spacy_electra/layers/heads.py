@@ -37,7 +37,8 @@ def TokenClassifier_v1(
     fine-tuning), dropout, then a linear layer: with ``first``, HF's
     ``ElectraForTokenClassification`` read at each token's first piece (``pipes/hf_heads.py``)."""
     output = Linear(nO=nO)
-    model = chain(tok2vec, pool_tokens(pooling, 1.0), with_array(chain(Dropout(dropout), output)))
+    dropout_layer: Model[Floats2d, Floats2d] = Dropout(dropout)
+    model: TokenScoresModel = chain(tok2vec, pool_tokens(pooling, 1.0), with_array(chain(dropout_layer, output)))
     model.set_ref("output_layer", output)
     return model
 
@@ -51,7 +52,7 @@ def DocClassifier_v1(*, tok2vec: EncoderModel, dropout: float = 0.1, nO: Optiona
     encoder = tok2vec
     output = Linear(nO=nO)
     dense = Gelu()
-    model = chain(encoder, pool_cls(), Dropout(dropout), dense, Dropout(dropout), output)
+    model: DocScoresModel = chain(encoder, pool_cls(), Dropout(dropout), dense, Dropout(dropout), output)
     model.init = _doc_classifier_init
     model.set_ref("dense", dense)
     model.set_ref("output_layer", output)

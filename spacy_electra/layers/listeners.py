@@ -13,7 +13,7 @@ the ``*Tok2Vec`` architectures below are the standalone equivalents the new conf
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -79,7 +79,7 @@ def ElectraTok2Vec_v1(*, encoder: Model, pooling: str = "first", grad_factor: fl
 @registry.architectures("spacy_electra.ElectraScalarMixTok2Vec.v1")
 def ElectraScalarMixTok2Vec_v1(*, encoder: Model, pooling: str = "first", grad_factor: float = 1.0) -> ListenerModel:
     """``ElectraScalarMixListener.v1`` with its own encoder (which needs ``all_layers = true``)."""
-    model = chain(encoder, scalar_mix(), pool_tokens(pooling, grad_factor))
+    model: ListenerModel = chain(encoder, scalar_mix(), pool_tokens(pooling, grad_factor))
     model.init = _own_mix_init
     return model
 
@@ -157,7 +157,7 @@ def pool_tokens(pooling: str, grad_factor: float) -> Model[TrfData, List[Floats2
     )
 
 
-def _pool_init(model: Model, X: TrfData = None, Y=None) -> Model:
+def _pool_init(model: Model, X: Optional[TrfData] = None, Y=None) -> Model:
     if X:
         for data in X:
             if "last_hidden_state" in data.model_output:
@@ -170,7 +170,8 @@ def _pool_forward(model: Model, X: TrfData, is_train: bool) -> Tuple[List[Floats
     ops = model.ops
     xp = ops.xp
     pooling = model.attrs["pooling"]
-    outputs, saved = [], []
+    outputs: List[Floats2d] = []
+    saved: List[Optional[Tuple[TransformerData, Any, Any, Any]]] = []  # (data, flat.shape, rows, lengths)
     for data in X:
         hidden = data.model_output.get("last_hidden_state")
         lengths = xp.asarray(data.align.lengths, dtype="int32")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, cast
 
 import torch
-from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, Model, Optimizer, PyTorchShim, get_torch_default_device
 
 from ..inference.backends import INFERENCE_KINDS, apply_inference
 
@@ -86,7 +86,9 @@ class ElectraShim(PyTorchShim):
         if self.layer_lr_decay == 1.0:
             super().finish_update(optimizer)
         else:
-            super().finish_update(KeyScaledOptimizer(optimizer, lambda key: self.lr_scale(key[1])))
+            # PyTorchShim.finish_update only calls the optimizer, which KeyScaledOptimizer forwards.
+            scaled = KeyScaledOptimizer(optimizer, lambda key: self.lr_scale(key[1]))
+            super().finish_update(cast(Optimizer, scaled))
 
     def predict(self, inputs: ArgsKwargs):
         """Thinc's ``PyTorchShim.predict`` switches the shared module to eval() and back to
@@ -136,6 +138,13 @@ class ElectraShim(PyTorchShim):
         if self._model is None:
             return get_torch_default_device()
         return super().device
+
+
+def electra_shim(model: Model) -> ElectraShim:
+    """The ``ElectraShim`` of ``model`` (the encoder node, or electra_span_qa's model)."""
+    shim = model.shims[0]
+    assert isinstance(shim, ElectraShim), f"{model.name!r} holds no ElectraShim"
+    return shim
 
 
 class KeyScaledOptimizer:

@@ -12,17 +12,18 @@ checkpoint, as spaCy's own layers infer theirs from data.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import torch
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
+from thinc.types import Floats2d, Floats3d
 
 from ..checkpoint.blob import deserialize_windowed_encoder, serialize_windowed_encoder
 from ..torch_model.windowed import WindowedEncoder
 from ..windows import WindowBatch
 from .loaders import load_checkpoint_into
-from .shim import ElectraShim, check_inference
+from .shim import ElectraShim, check_inference, electra_shim
 from .types import EncoderOutput, TorchEncoderModel
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
@@ -83,7 +84,7 @@ def encoder_node(model: Model) -> TorchEncoderModel:
 
 
 def get_encoder(model: Model) -> WindowedEncoder:
-    module = encoder_node(model).shims[0].module
+    module = electra_shim(encoder_node(model)).module
     if module is None:
         raise ValueError(
             "The ELECTRA encoder is not initialized: run nlp.initialize() (or `spacy train`), or "
@@ -96,7 +97,7 @@ def set_encoder(model: Model, module: WindowedEncoder) -> None:
     """Put ``module`` into the encoder node of ``model`` and set the widths that depend on it
     on every node between ``model`` and the encoder."""
     node = encoder_node(model)
-    node.shims[0].module = module
+    electra_shim(node).module = module
     top = next((n for n in model.walk() if n.name == "electra_transformer" and any(x is node for x in n.walk())), node)
     for layer in top.walk():  # every node of ElectraTransformer.v1 outputs the encoder's width
         if layer.has_dim("nO") is not False:
@@ -114,7 +115,7 @@ def encode_windows(model: TorchEncoderModel, batch: WindowBatch, is_train: bool)
     width = module.config.hidden_size
     if batch.n_pieces == 0:
         return (model.ops.alloc3f(n_layers, 0, width), model.ops.alloc2f(0, width)), lambda d_out: batch
-    shim = model.shims[0]
+    shim = electra_shim(model)
     device = shim.device
     to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
@@ -135,4 +136,4 @@ def encode_windows(model: TorchEncoderModel, batch: WindowBatch, is_train: bool)
             )
         return batch
 
-    return (torch2xp(vectors_t), torch2xp(cls_t)), backprop
+    return (cast(Floats3d, torch2xp(vectors_t)), cast(Floats2d, torch2xp(cls_t))), backprop

@@ -6,12 +6,12 @@ What ``with_strided_windows`` hands the listeners and heads: ``last_hidden_state
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple, cast
 
 import numpy as np
 from spacy_transformers.data_classes import TransformerData, WordpieceBatch
 from thinc.api import Ops
-from thinc.types import Floats2d, Floats3d, Ragged
+from thinc.types import Floats2d, Floats3d, Ints1d, Ints2d, Ragged
 from transformers.utils import ModelOutput
 
 from ..pieces import TokenPieces, WordPieceEncoder
@@ -30,27 +30,33 @@ def doc_outputs(
     piece_start = window_start = 0
     for doc_pieces, n, w in zip(pieces, batch.doc_pieces, batch.doc_windows):
         layers = vectors[:, piece_start : piece_start + n]
-        output = ModelOutput(last_hidden_state=layers[-1][None])
+        output = ModelOutput(last_hidden_state=_batch_of_one(layers[-1]))
         if all_layers:
-            output["hidden_states"] = tuple(layer[None] for layer in layers)
+            output["hidden_states"] = tuple(_batch_of_one(layer) for layer in layers)
         output[CLS_KEY] = cls[window_start : window_start + w]
         ids = doc_pieces.ids
         outputs.append(
             TransformerData(
                 wordpieces=WordpieceBatch(
                     strings=[[vocab.vocab[i] for i in ids]],
-                    input_ids=ids[None].astype("int32"),
-                    attention_mask=np.ones((1, n), dtype="float32"),
+                    input_ids=cast(Ints2d, ids[None].astype("int32")),
+                    attention_mask=cast(Floats2d, np.ones((1, n), dtype="float32")),
                     lengths=[n],
                     token_type_ids=None,
                 ),
                 model_output=output,
-                align=Ragged(np.arange(n, dtype="int32"), np.asarray(doc_pieces.lengths, dtype="int32")),
+                align=Ragged(cast(Ints1d, np.arange(n, dtype="int32")), cast(Ints1d, np.asarray(doc_pieces.lengths, dtype="int32"))),
             )
         )
         piece_start += n
         window_start += w
     return outputs
+
+
+def _batch_of_one(array: Floats2d) -> Floats3d:
+    """``array[None]``: a view with a leading axis of length 1 (Thinc's array types have no
+    indexing by None)."""
+    return cast(Any, array)[None]
 
 
 def with_zero_row(ops: Ops, data: TransformerData) -> TransformerData:
@@ -60,9 +66,9 @@ def with_zero_row(ops: Ops, data: TransformerData) -> TransformerData:
     width = output["last_hidden_state"].shape[-1]
     n_layers = len(output["hidden_states"]) if output.get("hidden_states") is not None else 1
     layers = ops.alloc3f(n_layers, 1, width)
-    output["last_hidden_state"] = layers[-1][None]
+    output["last_hidden_state"] = _batch_of_one(layers[-1])
     if output.get("hidden_states") is not None:
-        output["hidden_states"] = tuple(layer[None] for layer in layers)
+        output["hidden_states"] = tuple(_batch_of_one(layer) for layer in layers)
     return data
 
 

@@ -13,7 +13,7 @@ index the encoder's embedding matrix and the two must never be saved or loaded a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple, Union
 
 from spacy.tokens import Doc, Token
 from spacy_transformers.data_classes import TransformerData
@@ -28,7 +28,7 @@ from ..windows import WindowBatch
 class TokenBatch:
     """The tokens of each doc (a Doc, or a list of some of its tokens) and the encoder's vocabulary."""
 
-    tokens: List[Sequence[Token]]
+    tokens: List[Union[Doc, Sequence[Token]]]
     vocab: WordPieceEncoder
 
 

@@ -9,13 +9,13 @@ pieces, and so their gradients, are the same with or without the whitespace toke
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, cast
 
 import numpy as np
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
-from thinc.types import Ragged
+from thinc.types import Ints1d, Ragged
 
 from .trf_data import TrfData, with_zero_row
 from .types import TokenBatch, TokensModel, WithWhitespace
@@ -64,7 +64,7 @@ def _without_whitespace(X: TokenBatch) -> Tuple[TokenBatch, List[np.ndarray]]:
 def _with_whitespace(model: Model, data: TransformerData, keep: np.ndarray, n_tokens: int) -> TransformerData:
     lengths = np.zeros(n_tokens, dtype="int32")
     lengths[keep] = data.align.lengths
-    out = TransformerData(wordpieces=data.wordpieces, model_output=data.model_output, align=Ragged(data.align.dataXd, lengths))
+    out = TransformerData(wordpieces=data.wordpieces, model_output=data.model_output, align=Ragged(data.align.dataXd, cast(Ints1d, lengths)))
     if n_tokens and data.model_output["last_hidden_state"].shape[1] == 0:
         out = with_zero_row(model.ops, out)
     return out

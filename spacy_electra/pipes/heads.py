@@ -124,7 +124,7 @@ class ElectraHead(TrainablePipe):
         checkpoint = hf_heads.read_own_checkpoint(self.model, f"[components.{self.name}.model.tok2vec.encoder]")
         found = hf_heads.fine_tuned_head(checkpoint) if checkpoint is not None else None
         imported = self.import_hf_head(found) if found is not None else None
-        if imported is not None:
+        if found is not None and imported is not None:
             hf_heads.check_pooling(self.model, found)
             wanted = list(labels or []) + list(self.cfg["labels"])
             wanted += [label for example in get_examples() for label in self.labels_from_example(example)]

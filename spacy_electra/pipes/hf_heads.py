@@ -32,12 +32,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
 from spacy.language import Language
 from thinc.api import Model
+from thinc.types import FloatsXd
 
 from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from ..checkpoint.reader import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
@@ -239,7 +240,8 @@ def load_into(model: Model, imported: ImportedHead) -> None:
     for ref, params in imported.params.items():
         layer = model.get_ref(ref)
         for name, value in params.items():
-            layer.set_param(name, layer.ops.asarray(np.ascontiguousarray(value, dtype="float32")))
+            weights: Any = np.ascontiguousarray(value, dtype="float32")
+            layer.set_param(name, cast(FloatsXd, layer.ops.asarray(weights)))
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -263,7 +265,7 @@ def exported_head(component) -> Tuple[str, List[str], Dict[str, torch.Tensor], D
             "classifier.dense.weight": tensor(dense, "W"), "classifier.dense.bias": tensor(dense, "b"),
             "classifier.out_proj.weight": tensor(out, "W"), "classifier.out_proj.bias": tensor(out, "b"),
         }
-        extra = {"problem_type": MULTI_LABEL if component.multi_label else SINGLE_LABEL}
+        extra: Dict[str, object] = {"problem_type": MULTI_LABEL if component.multi_label else SINGLE_LABEL}
         return SEQUENCE_CLASSIFICATION, list(component.labels), state, extra
     pools = [node.attrs["pooling"] for node in model.walk() if node.name == "electra_pool_tokens"]
     if pools != ["first"]:
@@ -281,9 +283,12 @@ def _encoder_of(component, nlp: Optional[Language]):
     if node is not None:
         return get_encoder(node)
     if nlp is not None:
+        pipe: Any  # a component; Language types them as plain Doc -> Doc callables
         for name, pipe in nlp.pipeline:
-            if component.name in getattr(pipe, "listening_components", ()) and own_encoder(pipe.model) is not None:
-                return get_encoder(own_encoder(pipe.model))
+            if component.name in getattr(pipe, "listening_components", ()):
+                upstream = own_encoder(pipe.model)
+                if upstream is not None:
+                    return get_encoder(upstream)
     raise ValueError(
         f"{component.name!r} has no ELECTRA encoder of its own, and no electra_transformer it listens "
         "to was found; export the pipeline it belongs to."

@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from ..layers.electra_transformer import encoder_config
 from ..layers.listeners import ElectraTransformerListener, replace_listener, replace_listener_cfg
 from ..layers.loaders import lend, read_for
+from ..layers.shim import electra_shim
 from ..layers.torch_encoder import encoder_node, get_encoder
 from .heads import refuse_rehearsal
 
@@ -51,21 +52,21 @@ class ElectraTransformer(TrainablePipe):
         self.model = model
         self.name = name
         self.cfg = {"keep_trf_data": keep_trf_data}
-        self.listener_map: Dict[str, List[Model]] = {}
+        self.listener_map: Dict[str, List[TransformerListener]] = {}
         # Hooks for nlp.replace_listeners, as spacy-transformers' encoder model has them.
         self.model.attrs["replace_listener"] = replace_listener
         self.model.attrs["replace_listener_cfg"] = replace_listener_cfg
 
     # -- listeners ----------------------------------------------------------------------------
     @property
-    def listeners(self) -> List[Model]:
+    def listeners(self) -> List[TransformerListener]:
         return [m for c in self.listener_map for m in self.listener_map[c]]
 
     @property
     def listening_components(self) -> List[str]:
         return list(self.listener_map)
 
-    def add_listener(self, listener: Model, component_name: str) -> None:
+    def add_listener(self, listener: TransformerListener, component_name: str) -> None:
         self.listener_map.setdefault(component_name, [])
         if listener not in self.listener_map[component_name]:
             self.listener_map[component_name].append(listener)
@@ -102,7 +103,7 @@ class ElectraTransformer(TrainablePipe):
                         f"Component {component.name!r} uses ElectraScalarMixListener.v1, which needs "
                         f"every layer: set all_layers = true in [components.{self.name}.model.encoder]."
                     )
-                if encoder_node(self.model).shims[0].module is not None:
+                if electra_shim(encoder_node(self.model)).module is not None:
                     node.set_dim("nL", self._n_layers(), force=True)
 
     def _n_layers(self) -> int:
@@ -164,7 +165,8 @@ class ElectraTransformer(TrainablePipe):
             for i, d_out in enumerate(d_outputs):
                 for value in _arrays(d_out):
                     losses[self.name] += float((value**2).sum())
-                pending[i] = d_out if pending[i] is None else _add_grads(pending[i], d_out)
+                previous = pending[i]
+                pending[i] = d_out if previous is None else _add_grads(previous, d_out)
             return docs
 
         def backprop(d_outputs: List[TransformerData]) -> List[Doc]:

@@ -200,6 +200,7 @@ def build_corpus(
         docs = (doc for i, doc in zip(range(max_documents), docs))
     n_rows = n_docs = n_tokens = 0
     pool = None
+    encoded: Iterator[List[List[np.ndarray]]]
     if workers > 1:
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(vocab_dir),))
         encoded = pool.imap(_encode_chunk, _chunks(docs, CHUNK_DOCS))

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,11 @@ from .masking import Masked, mask_tokens, token_types
 from .objective import MaskedLanguageModel, ReplacedTokenDetection
 from .optim import build_optimizer, build_scheduler
 
+if TYPE_CHECKING:  # pragma: no cover
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
 Callback = Callable[[int, Optional[Dict[str, float]]], None]
+Objective = Union[ReplacedTokenDetection, MaskedLanguageModel]
 CHECKPOINT = "checkpoints/last.pt"
 STAT_NAMES = ("gen_correct", "sampled_correct", "disc_correct", "replaced", "replaced_found")
 
@@ -71,7 +75,7 @@ def seed_for(seed: int, step: int, micro: int, purpose: int) -> int:
     return int(np.random.SeedSequence([seed, step, micro, purpose]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def build_objective(config: PretrainConfig, vocab: WordPieceEncoder) -> nn.Module:
+def build_objective(config: PretrainConfig, vocab: WordPieceEncoder) -> Objective:
     if config.model.objective == "mlm":
         return MaskedLanguageModel(config.generator_config(vocab.vocab_size, vocab.pad_id))
     return ReplacedTokenDetection(
@@ -90,7 +94,8 @@ def autocast(device: torch.device, precision: str):
 
 # -- checkpoints --------------------------------------------------------------------------------
 def _rng_state() -> Dict[str, Any]:
-    np_state = np.random.get_state()
+    # The legacy form (the default): ("MT19937", keys, pos, has_gauss, cached_gaussian).
+    np_state = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -147,7 +152,7 @@ def load_training_state(path: Path, device: torch.device) -> Dict[str, Any]:
     return state
 
 
-def export_models(model: nn.Module, output: Path, vocab: WordPieceEncoder) -> List[Path]:
+def export_models(model: Objective, output: Path, vocab: WordPieceEncoder) -> List[Path]:
     """HF-format folders (``discriminator`` and ``generator``, or ``mlm``) that ``transformers``
     and the spaCy components load as ``checkpoint``. Each is written under a temporary name and
     renamed when complete, so a folder with a config.json is always a whole export."""
@@ -241,7 +246,7 @@ class _Run:
     proc: _Process
     vocab: WordPieceEncoder
     corpus: PackedCorpus
-    model: nn.Module
+    model: Objective
     trained: nn.Module  # the model, or its DDP wrapper under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -265,7 +270,7 @@ class _Run:
 
 
 class _MicroBatch(NamedTuple):
-    index: int  # global micro-batch index within the step: it seeds masking and the forward pass
+    micro: int  # global micro-batch index within the step: it seeds masking and the forward pass
     ids: Tensor
     attention: Tensor
     types: Tensor
@@ -444,8 +449,8 @@ def _accumulate_gradients(run: _Run, batches: List[_MicroBatch], counts: Tensor)
     n_selected, n_tokens = counts[0], counts[1]
     for i, batch in enumerate(batches):
         sync = world == 1 or i == len(batches) - 1
-        with (contextlib.nullcontext() if sync else run.trained.no_sync()):
-            torch.manual_seed(seed_for(t.seed, run.step, batch.index, 1))
+        with (contextlib.nullcontext() if sync else cast("DDP", run.trained).no_sync()):  # world > 1: the DDP wrapper
+            torch.manual_seed(seed_for(t.seed, run.step, batch.micro, 1))
             with autocast(run.proc.device, t.precision):
                 out = run.trained(batch.masked, batch.ids, batch.attention, batch.types)
             loss = (out["gen_loss_sum"] / n_selected

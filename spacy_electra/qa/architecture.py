@@ -8,16 +8,16 @@ each other, and a forked ``n_process`` worker runs torch single-threaded).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import torch
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Floats3d
 
 from ..layers.loaders import read_for
-from ..layers.shim import ElectraShim
+from ..layers.shim import ElectraShim, electra_shim
 from .features import QATask, Row, batch_rows, make_rows, window_size
 from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
 
@@ -81,7 +81,7 @@ def SpanQA_v1(
 
 
 def get_module(model: SpanQAModel) -> SpanQAModule:
-    module = model.shims[0].module
+    module = electra_shim(model).module
     if module is None:
         raise ValueError(
             "electra_span_qa is not initialized: run nlp.initialize() (or `spacy train`), or load a trained pipeline with spacy.load()."
@@ -90,7 +90,7 @@ def get_module(model: SpanQAModel) -> SpanQAModule:
 
 
 def set_module(model: SpanQAModel, module: SpanQAModule) -> None:
-    model.shims[0].module = module
+    electra_shim(model).module = module
 
 
 def init(model: SpanQAModel, X=None, Y=None) -> SpanQAModel:
@@ -118,7 +118,7 @@ def forward(model: SpanQAModel, tasks: List[QATask], is_train: bool):
     )
     if not chunks:
         return (rows, []), lambda d_logits: tasks
-    shim = model.shims[0]
+    shim = electra_shim(model)
     device = shim.device
     to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     inputs = ArgsKwargs(
@@ -127,7 +127,7 @@ def forward(model: SpanQAModel, tasks: List[QATask], is_train: bool):
     outputs, backprop_torch = shim(inputs, is_train)
     logits: List[Optional[Floats2d]] = [None] * len(rows)
     for chunk, output in zip(chunks, outputs):
-        array = torch2xp(output)
+        array = cast(Floats3d, torch2xp(output))
         for b, r in enumerate(chunk.rows):
             logits[r] = array[b, : rows[r].length]
 
@@ -136,7 +136,7 @@ def forward(model: SpanQAModel, tasks: List[QATask], is_train: bool):
         for chunk, output in zip(chunks, outputs):
             grad = model.ops.alloc3f(*output.shape)
             for b, r in enumerate(chunk.rows):
-                grad[b, : rows[r].length] = model.ops.asarray(d_logits[r])
+                grad[b, : rows[r].length] = cast(Floats2d, model.ops.asarray(d_logits[r]))
             grads.append(xp2torch(grad, device=device))
         backprop_torch(ArgsKwargs(args=(outputs,), kwargs={"grad_tensors": tuple(grads)}))
         return tasks

@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -50,7 +50,7 @@ max_query_pieces = 64
 doc_stride = 128
 """
 
-Result = Dict[str, object]  # question, start, end, score, null_score, no_answer
+Result = Dict[str, Any]  # question, start, end, score, null_score, no_answer
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class ElectraSpanQA(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.cfg = {
+        self.cfg: Dict[str, Any] = {
             "spans_key": spans_key,
             "n_best": n_best,
             "max_answer_pieces": max_answer_pieces,
@@ -192,15 +192,15 @@ class ElectraSpanQA(TrainablePipe):
     def predict(self, docs: Iterable[Doc]) -> List[Optional[List[Result]]]:
         """One result list per doc that has questions, None for the others."""
         docs = list(docs)
-        asked = [(i, questions_of(doc)) for i, doc in enumerate(docs)]
-        asked = [(i, qs) for i, qs in asked if qs is not None]
+        all_asked = [(i, questions_of(doc)) for i, doc in enumerate(docs)]
+        asked = [(i, qs) for i, qs in all_asked if qs is not None]
         results: List[Optional[List[Result]]] = [None] * len(docs)
         answered = self._predict([docs[i] for i, _ in asked], [qs for _, qs in asked])
         for (i, _), doc_results in zip(asked, answered):
             results[i] = doc_results
         return results
 
-    def set_annotations(self, docs: Iterable[Doc], results: List[Optional[List[Result]]]) -> None:
+    def set_annotations(self, docs: Iterable[Doc], results: Sequence[Optional[List[Result]]]) -> None:
         key = self.cfg["spans_key"]
         for doc, doc_results in zip(docs, results):
             if doc_results is None:
@@ -253,17 +253,21 @@ class ElectraSpanQA(TrainablePipe):
             n_best=self.cfg["n_best"], max_answer_pieces=self.cfg["max_answer_pieces"],
         )
         threshold = self.null_threshold
-        results, k = [], 0
+        results: List[List[Result]] = []
+        k = 0
         for doc_tasks, doc_questions in zip(tasks, questions):
             owner = piece_tokens(doc_tasks[0].context) if doc_tasks else None
-            doc_results = []
+            doc_results: List[Result] = []
             for question in doc_questions:
                 found = spans[k]
                 k += 1
                 start = end = None
+                no_answer = True
                 if found.span is not None:
+                    # A span comes from a row that ran: the doc has tasks, and both scores are set.
+                    assert owner is not None and found.score is not None and found.null_score is not None
                     start, end = int(owner[found.span[0]]), int(owner[found.span[1]]) + 1
-                no_answer = found.span is None or found.null_score - found.score > threshold
+                    no_answer = found.null_score - found.score > threshold
                 doc_results.append(
                     {"question": question, "start": start, "end": end, "score": found.score,
                      "null_score": found.null_score, "no_answer": bool(no_answer)}
@@ -337,7 +341,7 @@ class ElectraSpanQA(TrainablePipe):
         training (after ``update``) the no-answer threshold is first refitted on these examples."""
         scored = self._scored_questions(list(examples))
         if self._learn_threshold and scored:
-            self.cfg["null_threshold"] = float(best_threshold(scored, "f1")[0])
+            self.cfg["null_threshold"] = _fitted_threshold(scored)
         scores = squad_scores(scored, self.null_threshold) if scored else {}
         out: Dict[str, Optional[float]] = {
             f"qa_{k}": scores.get(k) for k in ("exact", "f1", "has_ans_exact", "has_ans_f1", "no_ans_acc")
@@ -350,7 +354,7 @@ class ElectraSpanQA(TrainablePipe):
         scored = self._scored_questions(list(examples))
         if not scored:
             raise ValueError("fit_threshold needs examples whose reference docs have questions (doc._.questions and doc._.qa_gold).")
-        self.cfg["null_threshold"] = float(best_threshold(scored, "f1")[0])
+        self.cfg["null_threshold"] = _fitted_threshold(scored)
         return self.cfg["null_threshold"]
 
     def _scored_questions(self, examples: List[Example]) -> List[ScoredQuestion]:
@@ -371,6 +375,13 @@ class ElectraSpanQA(TrainablePipe):
         return scored
 
 
+def _fitted_threshold(scored: List[ScoredQuestion]) -> float:
+    """The F1-best no-answer threshold on ``scored``, which is not empty."""
+    threshold = best_threshold(scored, "f1")[0]
+    assert threshold is not None  # None only for no questions
+    return float(threshold)
+
+
 def _stale(eg: Example) -> bool:
     results = eg.predicted._.qa_results
     return results is None or [r["question"] for r in results] != list(eg.reference._.questions)
@@ -381,7 +392,7 @@ def gold_token_spans(eg: Example) -> List[Optional[tuple]]:
     predicted doc (via character offsets, so a differently tokenized predicted doc is fine);
     None for unanswerable questions."""
     gold = eg.reference._.qa_gold or [None] * len(eg.reference._.questions)
-    spans = []
+    spans: List[Optional[tuple]] = []
     for entry in gold:
         if not entry or entry["impossible"] or not entry["answers"]:
             spans.append(None)

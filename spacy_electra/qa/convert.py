@@ -27,7 +27,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Literal, Optional, Tuple, Union, overload
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -139,6 +139,12 @@ class _Checker:
             raise self.fail(f"{where}.{key}", f"is {_type_name(value)}, not {_TYPE_NAMES[kind]}.")
         return value
 
+    @overload
+    def text(self, obj: dict, key: str, where: str, required: Literal[True] = ...) -> str: ...
+
+    @overload
+    def text(self, obj: dict, key: str, where: str, required: bool) -> Optional[str]: ...
+
     def text(self, obj: dict, key: str, where: str, required: bool = True) -> Optional[str]:
         value = self.get(obj, key, str, where, required)
         if value is not None:
@@ -220,5 +226,6 @@ def _place(doc: Doc, answer: dict, report: SquadReport) -> Optional[dict]:
     if span is None:
         span = doc.char_span(start, end, alignment_mode="expand")
         report.widened += 1
+    assert span is not None  # the answer's non-blank text is in the context: "expand" finds its tokens
     report.answers += 1
     return {"text": text, "start": span.start, "end": span.end}

@@ -76,6 +76,8 @@ def squad_scores(questions: Sequence[ScoredQuestion], threshold: float) -> Dict[
     """Exact match and F1 (fractions, 0..1) over all questions and the HasAns / NoAns subsets,
     predicting "no answer" where ``na_score > threshold`` (the script's ``apply_no_ans_threshold``)."""
     rows = []
+    exact: float
+    f1: float
     for q in questions:
         exact, f1 = q.raw()
         if _na(q) > threshold or not q.prediction:

@@ -62,8 +62,8 @@ class WindowedEncoder(nn.Module):
         # One extra row absorbs [CLS]/[SEP]/padding outputs.
         sums = inv_counts.new_zeros(n_layers, n_pieces + 1, width)
         cls = inv_counts.new_zeros(n_windows, width)
-        inference = self.inference is not None and not dropout and not torch.is_grad_enabled()
-        encode = self.inference.bind(self.encoder, all_layers) if inference else None
+        backend = self.inference if not dropout and not torch.is_grad_enabled() else None
+        encode = backend.bind(self.encoder, all_layers) if backend is not None else None
         for ids, mask, target, window_index in chunks:
             layers = encode(ids, mask) if encode is not None else encode_chunk(self.encoder, ids, mask, all_layers, dropout=dropout)
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
