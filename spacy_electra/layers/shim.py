@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import torch
-from thinc.api import ArgsKwargs, Model, Optimizer, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, Model, Optimizer, PyTorchGradScaler, PyTorchShim, get_torch_default_device
 
 from ..inference.backends import INFERENCE_KINDS, apply_inference
 
@@ -156,3 +156,29 @@ class KeyScaledOptimizer:
 
     def __call__(self, key: Tuple[int, str], weights, gradient, *, lr_scale: float = 1.0):
         return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale(key))
+
+
+def make_shim(
+    serialize: Callable[[Any], bytes],
+    deserialize: Callable[[Any, bytes, Any], Any],
+    *,
+    layer_lr_decay: float = 1.0,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
+    inference: str = "fp32",
+) -> ElectraShim:
+    """An empty ``ElectraShim`` (its module arrives at ``initialize``) with the settings every
+    ELECTRA node takes from its config, checked: the encoder node and QA build theirs here."""
+    check_inference(inference)
+    if not 0.0 < layer_lr_decay <= 1.0:
+        raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
+    shim = ElectraShim(
+        None,
+        mixed_precision=mixed_precision,
+        grad_scaler=PyTorchGradScaler(enabled=mixed_precision, **(grad_scaler_config or {})),
+        serialize_model=serialize,
+        deserialize_model=deserialize,
+    )
+    shim.layer_lr_decay = layer_lr_decay
+    shim.inference = inference
+    return shim

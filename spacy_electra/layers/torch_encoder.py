@@ -16,14 +16,14 @@ from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import torch
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d, Floats3d
 
 from ..checkpoint.blob import deserialize_windowed_encoder, serialize_windowed_encoder
 from ..torch_model.windowed import WindowedEncoder
 from ..windows import WindowBatch
 from .loaders import load_checkpoint_into
-from .shim import ElectraShim, check_inference, electra_shim
+from .shim import ElectraShim, electra_shim, make_shim
 from .types import EncoderOutput, TorchEncoderModel
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
@@ -47,18 +47,10 @@ def TorchEncoder_v1(
     recipe) lowers the learning rate of lower layers, 1.0 turns it off. ``inference`` picks the
     prediction backend ("fp32", "bf16", "int8", "onnx", "onnx-int8"; training always runs fp32
     torch and the saved weights stay fp32)."""
-    check_inference(inference)
-    if not 0.0 < layer_lr_decay <= 1.0:
-        raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
-    shim = ElectraShim(
-        None,
-        mixed_precision=mixed_precision,
-        grad_scaler=PyTorchGradScaler(enabled=mixed_precision, **(grad_scaler_config or {})),
-        serialize_model=serialize_windowed_encoder,
-        deserialize_model=deserialize_windowed_encoder,
+    shim = make_shim(
+        serialize_windowed_encoder, deserialize_windowed_encoder, layer_lr_decay=layer_lr_decay,
+        mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config, inference=inference,
     )
-    shim.layer_lr_decay = layer_lr_decay
-    shim.inference = inference
     return Model(
         "electra_torch_encoder",
         encode_windows,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Iterable, List, NoReturn, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.training import Example, validate_get_examples
 from thinc.api import Model
 from thinc.types import Floats2d
@@ -23,6 +22,7 @@ from ..layers import heads as _default_architectures  # noqa: F401 (registers th
 from ..layers.electra_transformer import encoder_config as transformer_config
 from ..layers.loaders import lend
 from . import hf_heads
+from .saved import CheckedPipe
 
 
 def encoder_config(head: str, **head_args: object) -> str:
@@ -42,7 +42,7 @@ def refuse_rehearsal(name: str) -> NoReturn:
     )
 
 
-class ElectraHead(TrainablePipe):
+class ElectraHead(CheckedPipe):
     """A component with a label set and an ELECTRA-based model whose output layer has one unit
     per output class (``n_outputs``). ``scorer`` is a registered scorer, called as spaCy's
     components call theirs (``Pipe.score``: with ``cfg`` and ``labels`` as keyword arguments);
@@ -79,6 +79,15 @@ class ElectraHead(TrainablePipe):
     @property
     def n_outputs(self) -> int:
         return len(self.labels)
+
+    def check_loaded(self, source: str) -> None:
+        """The output layer must have one row per output of the loaded labels."""
+        output = self.model.get_ref("output_layer")
+        if output.has_dim("nO") and output.get_dim("nO") != self.n_outputs:
+            raise ValueError(
+                f"{source}: {self.name!r} has {self.n_outputs} outputs for its labels but its model has "
+                f"{output.get_dim('nO')}; its cfg and model come from different pipelines: restore a good copy."
+            )
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str) or not label:

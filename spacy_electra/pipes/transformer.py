@@ -13,7 +13,6 @@ spaCy calls (``layers/listeners.py``).
 from typing import Callable, Dict, Iterable, List, Optional
 
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.util import minibatch
@@ -28,6 +27,7 @@ from ..layers.loaders import lend, read_for
 from ..layers.shim import electra_shim
 from ..layers.torch_encoder import encoder_node, get_encoder
 from .heads import refuse_rehearsal
+from .saved import CheckedPipe
 
 DEFAULT_CONFIG = encoder_config("model")
 
@@ -45,7 +45,7 @@ def make_electra_transformer(nlp: Language, name: str, model: Model, keep_trf_da
     return ElectraTransformer(nlp.vocab, model, name, keep_trf_data=keep_trf_data)
 
 
-class ElectraTransformer(TrainablePipe):
+class ElectraTransformer(CheckedPipe):
     def __init__(self, vocab, model: Model, name: str = "electra_transformer", *, keep_trf_data: bool = True) -> None:
         install_extensions()
         self.vocab = vocab

@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Optional, Tuple, cast
 import numpy as np
 import torch
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d, Floats3d
 
 from ..layers.loaders import read_for
-from ..layers.shim import ElectraShim, electra_shim
+from ..layers.shim import electra_shim, make_shim
 from .features import QATask, Row, batch_rows, make_rows, window_size
 from .module import SpanQAModule, deserialize_span_qa, serialize_span_qa
 
@@ -44,8 +44,6 @@ def SpanQA_v1(
     pieces). ``checkpoint`` is read at ``initialize``: a fine-tuned HF
     ``ElectraForQuestionAnswering`` folder brings its ``qa_outputs``; any other ELECTRA folder
     gets a freshly initialised one."""
-    if not 0.0 < layer_lr_decay <= 1.0:
-        raise ValueError(f"layer_lr_decay={layer_lr_decay} must be in (0, 1]; the ELECTRA paper uses 0.8.")
     if max_query_pieces < 1:
         raise ValueError(f"max_query_pieces={max_query_pieces} must be at least 1.")
     if window_size(max_length, max_query_pieces) < 1:
@@ -57,14 +55,10 @@ def SpanQA_v1(
         raise ValueError(f"doc_stride={doc_stride} must be at least 1 piece.")
     if max_batch_items < max_length:
         raise ValueError(f"max_batch_items={max_batch_items} cannot hold one row of max_length={max_length}; raise it.")
-    shim = ElectraShim(
-        None,
-        mixed_precision=mixed_precision,
-        grad_scaler=PyTorchGradScaler(enabled=mixed_precision, **(grad_scaler_config or {})),
-        serialize_model=serialize_span_qa,
-        deserialize_model=deserialize_span_qa,
+    shim = make_shim(
+        serialize_span_qa, deserialize_span_qa, layer_lr_decay=layer_lr_decay,
+        mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config,
     )
-    shim.layer_lr_decay = layer_lr_decay
     return Model(
         "electra_span_qa",
         forward,

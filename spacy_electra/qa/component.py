@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import minibatch
 from thinc.api import Config, Model, Optimizer
 
+from ..pipes.saved import CheckedPipe
 from .architecture import encode_tasks
 from .features import QATask, best_spans, piece_tokens, row_loss, token_span_to_pieces
 from .squad import ScoredQuestion, best_threshold, squad_scores
@@ -139,7 +139,7 @@ def make_electra_span_qa(
     )
 
 
-class ElectraSpanQA(TrainablePipe):
+class ElectraSpanQA(CheckedPipe):
     def __init__(
         self,
         vocab,

@@ -33,6 +33,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..annotate.io import MAX_RUN_CHARS, first_long_run
+from ..atomic import atomic_file
 from ..convert import ConversionError, _blank_english
 from .component import install_extensions
 
@@ -93,9 +94,8 @@ def convert_squad(input_path: PathLike, output_path: PathLike, nlp: Optional[Lan
     """Write ``input_path`` (SQuAD JSON) as a DocBin at ``output_path``; returns the report."""
     docs, report = squad_to_docs(input_path, nlp)
     docbin = DocBin(store_user_data=True, docs=docs)
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    docbin.to_disk(output_path)
+    with atomic_file(output_path) as tmp:  # a failed write leaves the old file, never half a new one
+        docbin.to_disk(tmp)
     return report
 
 

@@ -70,6 +70,25 @@ def test_convert_squad_report_and_docbin_round_trip(tmp_path):
     assert not gold[4]["impossible"] and not gold[4]["answers"]
 
 
+def test_convert_squad_writes_all_or_nothing(tmp_path, monkeypatch):
+    """A failure while writing (a full disk) leaves the previous .spacy file whole and no
+    temporary file behind."""
+    squad_json(tmp_path / "train.json")
+    convert_squad(tmp_path / "train.json", tmp_path / "train.spacy")
+    before = (tmp_path / "train.spacy").read_bytes()
+
+    def full_disk(self, path):
+        with open(path, "wb") as handle:
+            handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DocBin, "to_disk", full_disk)
+    with pytest.raises(OSError):
+        convert_squad(tmp_path / "train.json", tmp_path / "train.spacy")
+    assert (tmp_path / "train.spacy").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", "train.spacy"]
+
+
 def test_convert_squad_rejects_non_squad_json(tmp_path):
     from spacy_electra.convert import ConversionError
 
