@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-PathLike = Union[str, Path]
+PathLike = Union[str, Path]  # what every function here that takes a file or folder accepts
 
 
 def _fsync(path: Path) -> None:

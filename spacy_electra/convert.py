@@ -34,9 +34,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conll_ner_to_docs as spacy_conll_ner_to_docs
 from spacy.training.converters import conllu_to_docs as spacy_conllu_to_docs
 
-from .atomic import atomic_file
+from .atomic import PathLike, atomic_file
 
-PathLike = Union[str, Path]
 Column = Union[int, str, None]
 T = TypeVar("T")
 

@@ -22,13 +22,14 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from ..atomic import PathLike
 from ..pieces import VocabError, WordPieceEncoder
 from ..torch_model.config import ElectraConfig
 from ..torch_model.encoder import MODEL_CLASSES, ElectraEncoder
@@ -62,8 +63,6 @@ from .hf_names import (
     normalise_names,
     qkv_names,
 )
-
-PathLike = Union[str, Path]
 
 WEIGHT_FILES = (
     "model.safetensors",

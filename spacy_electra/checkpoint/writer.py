@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..atomic import atomic_folder
+from ..atomic import PathLike, atomic_folder
 from ..pieces import WordPieceEncoder
 from ..torch_model.encoder import ElectraEncoder
 from .hf_names import ours_to_hf
-
-PathLike = Union[str, Path]
 
 
 def save_checkpoint(

@@ -15,14 +15,14 @@ import multiprocessing
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic import PathLike
 from ..checkpoint.reader import read_vocabulary
 from ..pieces import WordPieceEncoder
 
-PathLike = Union[str, Path]
 CHUNK_DOCS = 256
 
 

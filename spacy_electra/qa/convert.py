@@ -27,17 +27,16 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Literal, Optional, Tuple, Union, overload
+from typing import Any, Iterator, List, Literal, Optional, Tuple, overload
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..annotate.io import MAX_RUN_CHARS, first_long_run
-from ..atomic import atomic_file
+from ..atomic import PathLike, atomic_file
 from ..convert import ConversionError, _blank_english
 from .component import install_extensions
 
-PathLike = Union[str, Path]
 SCHEMA_FIX = ("A SQuAD v1.1/v2.0 file is {\"data\": [{\"paragraphs\": [{\"context\": ..., \"qas\": [{\"question\": ..., "
               "\"id\": ..., \"answers\": [{\"text\": ..., \"answer_start\": ...}]}]}]}]}.")
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -117,6 +117,20 @@ def test_add_pipe_and_spacy_load_read_no_checkpoint(source, tmp_path, watched_re
     assert watched_reads == [] and doc._.trf_data is not None and not empty_cache.exists()
 
 
+@pytest.mark.parametrize("name", ["ner.cfg", "tagger_shared.cfg", "textcat.cfg", "span_qa.cfg"])
+def test_spacy_train_config_resolution_reads_no_checkpoint(name, watched_reads):
+    """What `spacy train` does before initialize (fill, validate, build every component, resolve
+    [training]) with a checkpoint that exists nowhere: no error and no read."""
+    from spacy.schemas import ConfigSchemaTraining
+    from spacy.util import registry
+
+    configs = PACKAGE.parent / "configs"
+    config = spacy.util.load_config(configs / name, overrides={"paths.checkpoint": "/nowhere/at/all"}, interpolate=False)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
+    assert watched_reads == []
+
+
 def test_missing_checkpoint_is_reported_at_initialize_with_the_fix(tmp_path):
     missing = tmp_path / "no" / "such" / "folder"
     for factory, config, section in [
