@@ -1,5 +1,6 @@
-"""The encoder blob inside a saved pipeline: serialisation for Thinc's PyTorchShim: config, vocabulary and
-safetensors weights in one msgpack blob, so a saved pipeline needs nothing else (and no pickle).
+"""The encoder blob inside a saved pipeline (Thinc's PyTorchShim serialises through it): config,
+vocabulary and safetensors weights in one msgpack blob, so a saved pipeline needs nothing else
+(and no pickle).
 
 The blob carries a SHA-256 of its content, so a flipped bit on disk is an error at
 ``spacy.load`` rather than silently different vectors. Everything in the blob is checked (types,

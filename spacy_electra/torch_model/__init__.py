@@ -1,4 +1,4 @@
-"""A compact PyTorch ELECTRA (no spaCy imports) that reads and writes HF checkpoints."""
+"""A compact PyTorch ELECTRA (no spaCy imports); HF checkpoints in and out go through ``spacy_electra.checkpoint``."""
 from .config import ElectraConfig
 from .encoder import ElectraDiscriminator, ElectraEncoder, ElectraGenerator
 
