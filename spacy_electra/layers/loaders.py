@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 from thinc.api import Model
 
@@ -34,12 +34,18 @@ def lend(checkpoint: Checkpoint) -> Iterator[None]:
         _LENT.reset(token)
 
 
-def read_for(model: Model, section: str, *, taken: tuple = ()) -> Checkpoint:
+def read_for(
+    model: Model, section: str, *, taken: tuple = (), check: Optional[Callable[[Checkpoint], None]] = None
+) -> Checkpoint:
     """The checkpoint named by ``model.attrs["checkpoint"]`` (lent, or read now). Errors name
-    the config ``section`` that holds the setting and how to fix it."""
+    the config ``section`` that holds the setting and how to fix it. ``check`` (raising
+    ``CheckpointError``) refuses a checkpoint the caller cannot use before any warning about
+    the heads it leaves behind, so a wrong checkpoint is one error and nothing else."""
     source = model.attrs["checkpoint"]
     lent = _LENT.get().get(source)
     if lent is not None:
+        if check is not None:
+            check(lent)
         return lent
     try:
         checkpoint = read_checkpoint(source)
@@ -54,6 +60,8 @@ def read_for(model: Model, section: str, *, taken: tuple = ()) -> Checkpoint:
             f"{str(err).rstrip('.')}. To use another model, set `checkpoint` in {section} "
             "(e.g. --paths.checkpoint /path/to/folder with the shipped configs)."
         ) from None
+    if check is not None:
+        check(checkpoint)
     left_behind_warning(checkpoint, taken)
     return checkpoint
 
