@@ -208,6 +208,7 @@ def _entry_points(folder: Path, tmp_path: Path):
         "tagger": pipe("electra_tagger", {"model": {"tok2vec": trf_config(folder)}}),
         "textcat": pipe("electra_textcat", {"model": {"tok2vec": trf_config(folder)}}),
         "span_qa": pipe("electra_span_qa", {"model": {"checkpoint": str(folder), "max_length": 32, "max_query_pieces": 8, "doc_stride": 8}}),
+        "rtd": pipe("electra_rtd", {"model": {"checkpoint": str(folder)}}),
         "export": cli("export", str(folder), str(tmp_path / "out")),
         "info": cli("info", str(folder)),
         "vocab/corpus": lambda: build_corpus([corpus], folder, tmp_path / "corpus", seq_length=16),
