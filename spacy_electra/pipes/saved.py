@@ -10,17 +10,29 @@ checks a saved pipeline needs because its files are untrusted input.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Union
 
+import srsly
 from spacy.pipeline import TrainablePipe
 
 CFG_DIGEST = "electra_cfg_sha256"
 
 
 def _digest(cfg: Any) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode("utf8")).hexdigest()
+    """Over the cfg as spaCy writes it to disk (srsly's indented JSON rounds floats to 10 decimals), so a
+    learned float threshold digests the same before saving and after loading."""
+    return hashlib.sha256(srsly.json_dumps(_key_sorted(cfg), indent=2).encode("utf8")).hexdigest()
+
+
+def _key_sorted(value: Any) -> Any:
+    """Dicts rebuilt in key order: srsly's ``sort_keys`` falls back to the standard json module,
+    which does not round floats as the written file does."""
+    if isinstance(value, dict):
+        return {key: _key_sorted(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_key_sorted(item) for item in value]
+    return value
 
 
 class CheckedPipe(TrainablePipe):

@@ -35,6 +35,14 @@ def test_a_good_copy_loads(copy):
     assert spacy.load(copy)("the london cafe").text == "the london cafe"
 
 
+def test_a_float_in_the_cfg_survives_saving(saved, tmp_path):
+    """spaCy writes cfg floats rounded (10 decimals): a learned threshold must not look edited."""
+    nlp = spacy.load(saved)
+    nlp.get_pipe("electra_ner").cfg["learned"] = 5.740772008942119
+    nlp.to_disk(tmp_path / "again")
+    assert spacy.load(tmp_path / "again").get_pipe("electra_ner").cfg["learned"] == pytest.approx(5.740772008942119)
+
+
 def test_an_edited_cfg_is_refused(copy):
     cfg = json.loads((copy / "electra_ner" / "cfg").read_text())
     cfg["labels"] = ["LOC"]  # one label dropped: the model still has the rows of two
