@@ -155,3 +155,18 @@ def test_make_main_passes_vars_to_the_demo():
     out = subprocess.run(["make", "-n", "-W", ".venv/.installed", "main", "VARS=--vars.data_dir /somewhere"],
                          cwd=ROOT, capture_output=True, text=True)
     assert "spacy project run demo . --vars.data_dir /somewhere" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_no_data(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("spacy_electra-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"spacy_electra", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert not [n for n in names if n.endswith((".conllu", ".conll", ".tsv", ".json")) or "/data/demo" in n]
