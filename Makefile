@@ -1,5 +1,6 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make main   - the main job: the `demo` workflow of project.yml (raw text -> packaged, evaluated pipeline)
+#                 on the data committed under data/demo; VARS="--vars.NAME VALUE ..." overrides project.yml vars
 #   make test   - the test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 
 .PHONY: main test lint fast
 main: $(VENV)/.installed
-	$(PY) -m spacy project run demo .
+	$(PY) -m spacy project run demo . $(VARS)
 
 # The linter and the type checker run first, on the package: CI fails on either.
 lint: $(VENV)/.installed

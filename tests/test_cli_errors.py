@@ -48,3 +48,11 @@ def test_os_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path):
     assert result.exit_code == 1 and result.output.startswith("Error: [Errno 2] No such file or directory")
     crashed = CliRunner().invoke(demo, ["bug"])
     assert crashed.exit_code == 1 and isinstance(crashed.exception, KeyError)
+
+
+def test_help_texts_keep_package_extras():
+    """`[ray]` and `[onnx]` are not swallowed as rich markup."""
+    import os
+
+    result = CliRunner().invoke(app, ["annotate", "--help"], env={**os.environ, "COLUMNS": "300"})
+    assert "spacy-electra[ray]" in result.output and "spacy-electra[onnx]" in result.output, result.output

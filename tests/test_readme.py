@@ -1,6 +1,6 @@
 """Every code block in README.md runs as written (with tiny sizes), so a snippet that drifts
-fails CI. Blocks run in order in one scratch folder laid out like the repository: ``configs/``
-and ``project.yml`` copied in, and a small synthetic ``../shared/data`` beside it.
+fails CI. Blocks run in order in one scratch folder laid out like the repository: ``configs/``,
+``project.yml`` and the demo's ``data/`` copied in, and a small synthetic ``../shared/data`` beside it.
 
 An HTML comment right before a block says how it is checked:
 - ``readme-test: setup``: the set-up commands; they must be what ``.ci/run`` and the Makefile run
@@ -51,6 +51,7 @@ def scratch(tmp_path_factory):
     work = root / "work"
     work.mkdir()
     shutil.copytree(ROOT / "configs", work / "configs")
+    shutil.copytree(ROOT / "data", work / "data")
     shutil.copy(ROOT / "project.yml", work / "project.yml")
     return work
 

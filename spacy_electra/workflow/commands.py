@@ -15,10 +15,11 @@ def check_data_command(
     data_dir: Path = typer.Argument(..., help="The workflow's data folder (vars.data_dir)."),
     tasks: List[str] = typer.Option(["pretrain", "tagger", "ner", "textcat", "qa"], "--task", help="Tasks to check."),
     output: Optional[Path] = typer.Option(None, help="Write the list of checked files here (JSON)."),
-    workflow: str = typer.Option("demo", help="The workflow about to run (all refuses the demo preset)."),
+    workflow: str = typer.Option("demo", help="The workflow about to run: demo (data/demo's slices), all or "
+                                 "finetune (the full datasets); all also refuses the demo preset."),
     preset: str = typer.Option("demo", help="vars.preset of that run."),
 ) -> None:
-    """Fail with the missing file's name and where to get it, before any work starts."""
+    """Fail naming every missing file and where to get it, before any work starts."""
     import srsly
 
     from .data import DataError, check_data
@@ -26,23 +27,48 @@ def check_data_command(
     if workflow == "all" and preset == "demo":
         typer.echo(
             "Error: the `all` workflow is the ELECTRA-small recipe for a GPU, but vars.preset is 'demo'. Run "
-            "`spacy project run all . --vars.preset small --vars.pretrain_steps 100000 --vars.pretrain_docs 0 "
-            "--vars.vocab_size 30522 --vars.train_limit 0 --vars.dev_limit 0 --vars.tagger_steps 400 "
-            "--vars.ner_steps 400 --vars.textcat_steps 600 --vars.qa_steps 470 --vars.eval_frequency 100 "
-            "--vars.learn_rate 0.0003 "
+            "`spacy project run all . --vars.data_dir ../shared/data --vars.preset small --vars.pretrain_steps 100000 "
+            "--vars.pretrain_docs 0 --vars.vocab_size 30522 --vars.train_limit 0 --vars.dev_limit 0 "
+            "--vars.tagger_steps 400 --vars.ner_steps 400 --vars.textcat_steps 600 --vars.qa_steps 470 "
+            "--vars.eval_frequency 100 --vars.learn_rate 0.0003 "
             "--vars.gpu_id 0` (README: Workflows), or `spacy project run demo` for the CPU demo.",
             err=True,
         )
         raise typer.Exit(1)
     try:
-        found = check_data(data_dir, tasks)
+        found = check_data(data_dir, tasks, workflow)
     except DataError as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(1)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(output, {"data_dir": str(data_dir), "files": [str(p) for p in found]})
-    typer.echo(f"Data complete for {', '.join(tasks)}: {len(found)} files in {data_dir}")
+        srsly.write_json(output, {"data_dir": str(data_dir), "workflow": workflow, "files": [str(p) for p in found]})
+    typer.echo(f"Data complete for {', '.join(tasks)} ({workflow}): {len(found)} files in {data_dir}")
+
+
+@app.command("download-data")
+def download_data_command(
+    data_dir: Path = typer.Argument(..., help="Folder for the full datasets (vars.data_dir of `all` / `finetune`)."),
+    tasks: List[str] = typer.Option(["pretrain", "tagger", "ner", "textcat", "qa"], "--task", help="Tasks to fetch."),
+) -> None:
+    """Download every dataset file with a public, checksummed URL; name the rest and their sources.
+
+    Each file goes to a temporary name in its folder, is checked against its MD5 and renamed:
+    a failed or cut download leaves nothing behind."""
+    from .data import DataError, download_data
+
+    try:
+        fetched, present, manual = download_data(data_dir, tasks)
+    except DataError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    for path in fetched:
+        typer.echo(f"Downloaded {path}")
+    for path in present:
+        typer.echo(f"Already there (checksum matches): {path}")
+    for line in manual:
+        typer.echo(f"No public copy, get it yourself: {line}")
+    typer.echo(f"Downloaded {len(fetched)} file(s) to {data_dir}; {len(manual)} file(s) to obtain by hand.")
 
 
 @app.command("sample-text")

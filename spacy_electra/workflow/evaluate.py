@@ -3,13 +3,17 @@
 Each task is evaluated with only its component enabled (plus a shared ``electra_transformer``
 it listens to), so words/s is the cost of that task alone, measured on the dev set it is scored
 on. Results go to ``metrics/<task>.json`` and one Markdown table, ``metrics/summary.md``.
+
+Every dev file is checked (a readable ``.spacy`` file with docs) before the pipeline is loaded,
+and the metrics files are written only once every task has been scored, each through a
+temporary file: a failed evaluation leaves the previous metrics as they were.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 # The scores shown in the table, per task, first present wins the "main" column.
 MAIN_KEYS = {
@@ -20,14 +24,42 @@ MAIN_KEYS = {
 }
 
 
-def evaluate_tasks(pipeline, dev: Dict[str, Path], output: Path, *, limit: int = 0) -> List[dict]:
-    """Score each ``task -> dev.spacy`` with the component named ``task`` of ``pipeline`` (a path
-    or an installed package name) and write the metrics files. Returns one row per task."""
+def check_dev_file(task: str, path: Path) -> int:
+    """The number of docs in ``path``; ``ValueError`` (one line: the cause and the fix) unless it
+    is a readable .spacy file (a DocBin) with at least one doc."""
+    from spacy.tokens import DocBin
+
+    fix = f"give --dev {task}=PATH a .spacy file written by `spacy-electra convert` or spaCy's DocBin"
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "missing"
+        raise ValueError(f"--dev {task}={path} is {what}, not a .spacy file: {fix}.")
+    try:
+        docbin = DocBin().from_bytes(path.read_bytes())
+    except Exception as err:  # zlib, msgpack or key errors: the bytes are not a DocBin
+        raise ValueError(
+            f"--dev {task}={path} is not a .spacy file spaCy can read ({type(err).__name__}): {fix}."
+        ) from None
+    if len(docbin) == 0:
+        raise ValueError(f"--dev {task}={path} holds no docs: {fix}, from a non-empty dev set.")
+    return len(docbin)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def evaluate_tasks(pipeline: Any, dev: Dict[str, Path], output: Path, *, limit: int = 0) -> List[dict]:
+    """Score each ``task -> dev.spacy`` with the component named ``task`` of ``pipeline`` (a path,
+    an installed package name or a loaded ``Language``) and write the metrics files. Returns one
+    row per task. Nothing is written unless every task was scored."""
     import spacy
     from spacy.training import Corpus
 
+    for task, path in dev.items():
+        check_dev_file(task, path)
     nlp = spacy.load(pipeline) if not hasattr(pipeline, "pipe_names") else pipeline
-    output.mkdir(parents=True, exist_ok=True)
     rows = []
     for task, path in dev.items():
         if task not in nlp.pipe_names:
@@ -48,9 +80,13 @@ def evaluate_tasks(pipeline, dev: Dict[str, Path], output: Path, *, limit: int =
             "words_per_second": n_words / seconds if seconds else 0.0,
             "scores": scalar,
         }
-        (output / f"{task}.json").write_text(json.dumps(row, indent=2) + "\n")
         rows.append(row)
-    (output / "summary.md").write_text(summary_table(rows))
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file: give a folder for the metrics.")
+    output.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        _write_atomically(output / f"{row['task']}.json", json.dumps(row, indent=2) + "\n")
+    _write_atomically(output / "summary.md", summary_table(rows))
     return rows
 
 
