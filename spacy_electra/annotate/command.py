@@ -18,9 +18,9 @@ def annotate_command(
     batch_size: int = typer.Option(64, "--batch-size", help="Docs per nlp.pipe batch."),
     n_process: int = typer.Option(1, "--n-process", help="Worker processes for nlp.pipe (CPU only)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU (with --ray: >= 0 gives each worker one GPU)."),
-    use_ray: bool = typer.Option(False, "--ray", help="Annotate on Ray Data (pip install 'spacy-electra\\[ray]'); connects to RAY_ADDRESS or starts a local Ray."),
+    use_ray: bool = typer.Option(False, "--ray", help="Annotate on Ray Data (needs spacy-electra's ray extra); connects to RAY_ADDRESS or starts a local Ray."),
     ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray actors (default: one per CPU, or per GPU with --gpu-id)."),
-    inference: Optional[str] = typer.Option(None, "--inference", help="Run the ELECTRA encoders as fp32, bf16, int8, onnx or onnx-int8 (CPU; onnx needs spacy-electra\\[onnx]). Default: the pipeline's own setting."),
+    inference: Optional[str] = typer.Option(None, "--inference", help="Run the ELECTRA encoders as fp32, bf16, int8, onnx or onnx-int8 (CPU; onnx needs spacy-electra's onnx extra). Default: the pipeline's own setting."),
 ) -> None:
     """Annotate a corpus with a pipeline: streamed, written in shards with a manifest, resumable
     after a crash or Ctrl-C; bad records go to rejects.jsonl with their file, line and reason."""
