@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Union
 import srsly
 from spacy.pipeline import TrainablePipe
 
+from ..checkpoint.errors import CheckpointError
+
 CFG_DIGEST = "electra_cfg_sha256"
 
 
@@ -76,7 +78,9 @@ class CheckedPipe(TrainablePipe):
 def _named(load: Callable[[], Any], source: str) -> Any:
     try:
         return load()
-    except ValueError as err:  # Thinc/srsly "Unpack failed", a bad blob, a malformed cfg
+    except CheckpointError as err:  # the blob's own checks: already say what and how to fix
+        raise CheckpointError(f"{source}: {err}") from None
+    except ValueError as err:  # Thinc/srsly "Unpack failed", a malformed cfg
         if source in str(err):
             raise
         raise ValueError(
