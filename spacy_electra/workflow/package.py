@@ -23,13 +23,21 @@ def installed_source() -> Path:
     PATH`` record it in the distribution's ``direct_url.json``, PEP 610). The package never
     assumes it runs from a checkout: an install from an index has no source folder, and then
     ``--source`` must name one."""
-    from importlib.metadata import PackageNotFoundError, distribution
+    from importlib.metadata import distributions
     from urllib.parse import unquote, urlparse
 
-    try:
-        record = json.loads(distribution("spacy-electra").read_text("direct_url.json") or "{}")
-    except (PackageNotFoundError, ValueError):
-        record = {}
+    # Every distribution of that name, not just the first: a source folder's own
+    # ``spacy_electra.egg-info`` (no direct_url.json) shadows the install when run from there.
+    record: dict = {}
+    for dist in distributions():
+        if (dist.metadata["Name"] or "").lower().replace("_", "-") != "spacy-electra":
+            continue
+        try:
+            record = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:
+            record = {}
+        if record.get("url"):
+            break
     url = urlparse(record.get("url", ""))
     folder = Path(unquote(url.path)) if url.scheme == "file" else None
     if folder is None or not (folder / "setup.cfg").is_file():

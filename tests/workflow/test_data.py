@@ -170,3 +170,19 @@ def test_the_wheel_holds_no_data(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"spacy_electra", wheel.name.split("-py3")[0] + ".dist-info"}
     assert not [n for n in names if n.endswith((".conllu", ".conll", ".tsv", ".json")) or "/data/demo" in n]
+
+
+def test_installed_source_is_found_past_a_shadowing_egg_info(tmp_path):
+    """Run from a folder holding a ``spacy_electra.egg-info`` (as a checkout does after
+    ``pip install -e .``), the install's own record (direct_url.json) still names the source."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    info = tmp_path / "spacy_electra.egg-info"
+    info.mkdir()
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: spacy-electra\nVersion: 0.1.0\n")
+    code = "from spacy_electra.workflow.package import installed_source; print(installed_source())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (Path(out.stdout.strip()) / "setup.cfg").is_file()
