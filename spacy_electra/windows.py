@@ -32,6 +32,14 @@ def check_window(window: int, stride: int, max_positions: int = 512) -> None:
         )
 
 
+def check_batch_budget(window: int, max_batch_items: int) -> None:
+    """One forward pass must hold at least one full window with its [CLS] and [SEP]."""
+    if max_batch_items < window + 2:
+        raise ValueError(
+            f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}."
+        )
+
+
 def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
     if n_pieces == 0:
         return []

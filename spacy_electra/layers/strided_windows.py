@@ -15,7 +15,7 @@ from typing import Callable, Optional, Tuple
 from spacy.util import registry
 from thinc.api import Model
 
-from ..windows import check_window, make_window_batch
+from ..windows import check_batch_budget, check_window, make_window_batch
 from .torch_encoder import get_encoder
 from .trf_data import TrfData, doc_gradients, doc_outputs
 from .types import PieceBatch, TorchEncoderModel, WindowsModel, WithWindows
@@ -26,8 +26,7 @@ def with_strided_windows_v1(*, window: int = 128, stride: int = 96, max_batch_it
     """``window`` and ``stride`` in pieces (``window/2 <= stride <= window``; the limit from the
     encoder's position embeddings is checked once the checkpoint is loaded)."""
     check_window(window, stride)
-    if max_batch_items < window + 2:
-        raise ValueError(f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}.")
+    check_batch_budget(window, max_batch_items)
     return partial(with_strided_windows, window=window, stride=stride, max_batch_items=max_batch_items)
 
 

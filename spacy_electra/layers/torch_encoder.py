@@ -96,6 +96,14 @@ def set_encoder(model: Model, module: WindowedEncoder) -> None:
             layer.set_dim("nO", module.config.hidden_size, force=True)
 
 
+def window_args(batch: WindowBatch, device: torch.device) -> Tuple[Any, ...]:
+    """A window batch as the torch ``WindowedEncoder``'s positional arguments on ``device``:
+    the chunks (ids, mask, target, window index), pieces, windows and 1/coverage per piece."""
+    to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
+    return (chunks, batch.n_pieces, sum(batch.doc_windows), to_torch(batch.inv_counts))
+
+
 def encode_windows(model: TorchEncoderModel, batch: WindowBatch, is_train: bool) -> Tuple[EncoderOutput, Callable]:
     """Run the windows of ``batch`` through the torch encoder: piece vectors (n_layers,
     n_pieces, width), overlap-averaged, and each window's [CLS] vector. A frozen encoder runs
@@ -109,12 +117,7 @@ def encode_windows(model: TorchEncoderModel, batch: WindowBatch, is_train: bool)
         return (model.ops.alloc3f(n_layers, 0, width), model.ops.alloc2f(0, width)), lambda d_out: batch
     shim = electra_shim(model)
     device = shim.device
-    to_torch = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
-    inputs = ArgsKwargs(
-        args=(chunks, batch.n_pieces, sum(batch.doc_windows), to_torch(batch.inv_counts)),
-        kwargs={"all_layers": all_layers, "dropout": train},
-    )
+    inputs = ArgsKwargs(args=window_args(batch, device), kwargs={"all_layers": all_layers, "dropout": train})
     (vectors_t, cls_t), backprop_torch = shim(inputs, train)
 
     def backprop(d_out: EncoderOutput) -> WindowBatch:

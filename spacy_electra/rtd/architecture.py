@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
-import torch
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp
@@ -25,9 +24,10 @@ from thinc.types import Floats1d
 from ..checkpoint import Checkpoint, CheckpointError
 from ..layers.loaders import read_for
 from ..layers.shim import electra_shim, make_shim
+from ..layers.torch_encoder import window_args
 from ..pieces import TokenPieces, WordPieceEncoder
 from ..torch_model import ElectraDiscriminator
-from ..windows import check_window, make_window_batch
+from ..windows import check_batch_budget, check_window, make_window_batch
 from .module import ReplacedTokenModule, deserialize_rtd, serialize_rtd
 
 DEFAULT_CHECKPOINT = "google/electra-small-discriminator"
@@ -59,10 +59,7 @@ def ReplacedTokenDetector_v1(
     (``window/2 <= stride <= window``; the limit from the position embeddings is checked once
     the checkpoint is read); ``max_batch_items`` bounds the padded pieces of one forward pass."""
     check_window(window, stride)
-    if max_batch_items < window + 2:
-        raise ValueError(
-            f"max_batch_items={max_batch_items} cannot hold one window of {window} + 2 pieces; raise it to at least {window + 2}."
-        )
+    check_batch_budget(window, max_batch_items)
     return Model(
         "electra_rtd",
         forward,
@@ -129,10 +126,7 @@ def forward(model: ReplacedTokenModel, docs: List[Doc], is_train: bool) -> Tuple
         flat = model.ops.alloc1f(0)
     else:
         shim = electra_shim(model)
-        to_torch = lambda a: torch.from_numpy(a).to(shim.device)  # noqa: E731
-        chunks = [(to_torch(c.ids), to_torch(c.mask), to_torch(c.target), to_torch(c.window_index)) for c in batch.chunks]
-        inputs = ArgsKwargs(args=(chunks, batch.n_pieces, sum(batch.doc_windows), to_torch(batch.inv_counts)), kwargs={})
-        flat = cast(Floats1d, torch2xp(shim.predict(inputs)))
+        flat = cast(Floats1d, torch2xp(shim.predict(ArgsKwargs(args=window_args(batch, shim.device), kwargs={}))))
     ends = np.cumsum(batch.doc_pieces, dtype=np.int64)
     outputs = [
         PieceLogits(p.lengths, cast(Floats1d, flat[end - len(p.ids) : end])) for p, end in zip(pieces, ends)
