@@ -36,6 +36,25 @@ def info(checkpoint: str = typer.Argument(..., help="Local HF-format folder or h
     )
 
 
+@app.command("check-gpu")
+def check_gpu(
+    gpu_id: int = typer.Option(0, "--gpu-id", help="The GPU `spacy train --gpu-id`, `annotate --gpu-id` or `pretrain` will use."),
+    torch_only: bool = typer.Option(False, "--torch-only", help="Check torch alone (enough for `pretrain`)."),
+) -> None:
+    """Is this machine ready for GPU work? One line: what is ready, or what to install."""
+    from .gpu import GPUNotReady, describe, require_gpu
+
+    if gpu_id < 0:
+        typer.echo("--gpu-id -1 is the CPU: nothing to check.")
+        return
+    try:
+        require_gpu(gpu_id, need_cupy=not torch_only)
+    except GPUNotReady as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(describe(gpu_id))
+
+
 @app.command("export")
 def export(
     checkpoint: str = typer.Argument(..., help="Local HF-format folder, hub id, or a trained spaCy pipeline folder."),

@@ -66,8 +66,10 @@ class PipelineAnnotator:
         import ray
         import spacy
 
+        from ..gpu import require_gpu
+
         if ray.get_gpu_ids():  # Ray narrowed CUDA_VISIBLE_DEVICES to this actor's GPU
-            spacy.require_gpu(0)
+            require_gpu(0)
         self.nlp = spacy.load(pipeline)
         if inference is not None:
             from ..inference import set_inference

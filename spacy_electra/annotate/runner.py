@@ -107,8 +107,12 @@ def run_identity(pipeline, input_path: Path, files: List[InputFile], **options) 
 def load_pipeline(pipeline: Union[str, Path], gpu_id: int = -1) -> Language:
     import spacy
 
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
+    from ..gpu import GPUNotReady, require_gpu
+
+    try:
+        require_gpu(gpu_id)
+    except GPUNotReady as err:
+        raise AnnotateError(str(err)) from err
     try:
         return spacy.load(pipeline)
     except (OSError, ValueError) as err:

@@ -112,7 +112,13 @@ class ElectraShim(PyTorchShim):
 
     @module.setter
     def module(self, value: Any) -> None:
-        self._model = value.to(self.device) if value is not None else None
+        device = self.device
+        if value is not None and device.type == "cuda" and not torch.cuda.is_available():
+            # spaCy is on the GPU (CuPy works) but this torch cannot follow it there.
+            from ..gpu import GPUNotReady, gpu_problem
+
+            raise GPUNotReady(gpu_problem(device.index or 0, need_cupy=False) or "torch sees no GPU.")
+        self._model = value.to(device) if value is not None else None
 
     def renewed(self) -> "ElectraShim":
         """A shim around the same module with a fresh id (Thinc assigns ids only in

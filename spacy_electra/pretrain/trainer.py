@@ -31,6 +31,7 @@ from ..atomic import atomic_file, atomic_folder
 from ..checkpoint import CheckpointError, save_checkpoint
 from ..checkpoint.reader import read_vocabulary
 from ..checkpoint.training_state import read_training_state
+from ..gpu import gpu_problem
 from ..pieces import WordPieceEncoder
 from .config import PretrainConfig, TrainingSettings, write_config
 from .corpus import PackedCorpus, open_or_build
@@ -63,8 +64,9 @@ def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(setting)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PretrainError("training.device asks for CUDA but no GPU is visible; use --training.device cpu.")
+        problem = gpu_problem(device.index if device.index is not None else local_rank, need_cupy=False)
+        if problem is not None:
+            raise PretrainError(f"training.device is {setting!r}: {problem.replace('--gpu-id -1', '--training.device cpu')}")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -18,10 +18,13 @@ def check_data_command(
     workflow: str = typer.Option("demo", help="The workflow about to run: demo (data/demo's slices), all or "
                                  "finetune (the full datasets); all also refuses the demo preset."),
     preset: str = typer.Option("demo", help="vars.preset of that run."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="vars.gpu_id of that run: a GPU id is checked for readiness too."),
 ) -> None:
-    """Fail naming every missing file and where to get it, before any work starts."""
+    """Fail naming every missing file and where to get it, before any work starts (and, with
+    --gpu-id, what the machine lacks for GPU work)."""
     import srsly
 
+    from ..gpu import gpu_problem
     from .data import DataError, check_data
 
     if workflow == "all" and preset == "demo":
@@ -35,10 +38,17 @@ def check_data_command(
             err=True,
         )
         raise typer.Exit(1)
+    problems = []
     try:
         found = check_data(data_dir, tasks, workflow)
     except DataError as err:
-        typer.echo(f"Error: {err}", err=True)
+        problems.append(str(err))
+    gpu = gpu_problem(gpu_id)
+    if gpu is not None:
+        problems.append(gpu)
+    if problems:
+        for problem in problems:
+            typer.echo(f"Error: {problem}", err=True)
         raise typer.Exit(1)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +108,14 @@ def evaluate_command(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU."),
 ) -> None:
     """Dev scores (spaCy's keys) and words/s of every task; prints the Markdown table."""
-    from spacy.cli._util import setup_gpu
-
+    from ..gpu import GPUNotReady, require_gpu
     from .evaluate import evaluate_tasks
 
-    setup_gpu(gpu_id, silent=True)
+    try:
+        require_gpu(gpu_id)
+    except GPUNotReady as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
     pairs = {}
     for item in dev:
         task, sep, path = item.partition("=")
@@ -131,6 +144,7 @@ def package_command(
     constraints: Optional[Path] = typer.Option(None, help="pip constraints for the fresh virtualenv (pins torch)."),
     keep_venv: Optional[Path] = typer.Option(None, help="Create the check's virtualenv here and keep it (else a temporary one)."),
     source: Optional[Path] = typer.Option(None, help="spacy-electra source folder to build its wheel from (default: the folder it was installed from)."),
+    metrics: Optional[Path] = typer.Option(None, help="The folder `evaluate` wrote: its dev scores go into the packaged meta.json (performance)."),
 ) -> None:
     """Build the pipeline's wheel and spacy-electra's own wheel; check them in a fresh virtualenv."""
     import json
@@ -139,7 +153,7 @@ def package_command(
 
     lang = json.loads((pipeline / "meta.json").read_text()).get("lang", "en")
     try:
-        wheels = build_wheels(pipeline, output, name=name, version=version, source=source)
+        wheels = build_wheels(pipeline, output, name=name, version=version, source=source, metrics=metrics)
         typer.echo(f"Built {wheels[0].name} and {wheels[1].name}")
         if verify:
             if keep_venv is not None and keep_venv.exists():

@@ -5,6 +5,11 @@ requirement (spaCy finds our registered functions in the config), which pip can 
 our own wheel sits beside it, so both wheels are built into one folder. ``verify_wheels``
 installs them into a fresh virtualenv and loads the pipeline by name in a new process, from a
 temporary folder with the Hub switched off: it passes only if nothing outside the wheels is read.
+
+With ``metrics`` (the folder ``evaluate`` writes), the packaged ``meta.json`` carries the dev
+scores under ``performance``, with spaCy's keys, as spaCy's own pipelines do, beside each task's
+words/s and dev size: the scores travel with the wheel instead of staying in the project. The
+pipeline folder itself is not modified (``spacy package --meta-path`` takes the merged copy).
 """
 from __future__ import annotations
 
@@ -60,15 +65,49 @@ def _run(cmd: List[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
-def build_wheels(pipeline: Path, output: Path, *, name: str, version: str, source: Optional[Path] = None) -> List[Path]:
-    """Build the pipeline's wheel (``spacy package --build wheel``) and spacy-electra's own
-    wheel from ``source`` (default: ``installed_source()``) into ``output``; returns both paths."""
-    source = source if source is not None else installed_source()
-    output.mkdir(parents=True, exist_ok=True)
+def meta_with_performance(pipeline: Path, metrics: Path) -> dict:
+    """The pipeline's ``meta.json`` with the scores of every ``metrics/<task>.json`` under
+    ``performance`` (spaCy's keys: ``tag_acc``, ``ents_f``, ``cats_score``, ``qa_exact``...),
+    plus ``<task>_words_per_second`` and ``<task>_dev_docs``. Refuses metrics of a component
+    the pipeline lacks (left from another pipeline) and a folder without any."""
     meta = json.loads((pipeline / "meta.json").read_text())
+    pipes = set(meta.get("pipeline") or []) | set(meta.get("components") or [])
+    files = sorted(metrics.glob("*.json")) if metrics.is_dir() else []
+    if not files:
+        raise PackageError(f"--metrics {metrics} holds no <task>.json: run `spacy-electra evaluate {pipeline} "
+                           f"--dev TASK=DEV.spacy --output {metrics}` first, or leave --metrics out.")
+    performance = dict(meta.get("performance") or {})
+    for path in files:
+        try:
+            row = json.loads(path.read_text())
+            task, scores = row["task"], row["scores"]
+            speed, n_docs = float(row["words_per_second"]), int(row["n_docs"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise PackageError(f"{path} is not a metrics file written by `spacy-electra evaluate` ({err!r}).") from err
+        if task not in pipes:
+            raise PackageError(f"{path} scores a component {task!r} that {pipeline} lacks (it has "
+                               f"{', '.join(sorted(pipes))}): evaluate this pipeline again into an empty folder.")
+        performance.update({k: v for k, v in scores.items() if isinstance(v, (int, float))})
+        performance[f"{task}_words_per_second"] = round(speed, 1)
+        performance[f"{task}_dev_docs"] = n_docs
+    meta["performance"] = performance
+    return meta
+
+
+def build_wheels(pipeline: Path, output: Path, *, name: str, version: str, source: Optional[Path] = None,
+                 metrics: Optional[Path] = None) -> List[Path]:
+    """Build the pipeline's wheel (``spacy package --build wheel``) and spacy-electra's own
+    wheel from ``source`` (default: ``installed_source()``) into ``output``; returns both paths.
+    With ``metrics``, the packaged meta carries the dev scores (``meta_with_performance``)."""
+    source = source if source is not None else installed_source()
+    meta = meta_with_performance(pipeline, metrics) if metrics is not None else json.loads((pipeline / "meta.json").read_text())
+    output.mkdir(parents=True, exist_ok=True)
     package_name = f"{meta.get('lang', 'en')}_{name}"
-    _run([sys.executable, "-m", "spacy", "package", str(pipeline), str(output), "--name", name,
-          "--version", version, "--build", "wheel", "--force"], "spacy package")
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = Path(tmp) / "meta.json"
+        meta_path.write_text(json.dumps(meta, indent=2))
+        _run([sys.executable, "-m", "spacy", "package", str(pipeline), str(output), "--name", name,
+              "--version", version, "--build", "wheel", "--force", "--meta-path", str(meta_path)], "spacy package")
     pipeline_wheels = sorted((output / f"{package_name}-{version}" / "dist").glob("*.whl"))
     if not pipeline_wheels:
         raise PackageError(f"spacy package wrote no wheel under {output / f'{package_name}-{version}'}.")

@@ -90,12 +90,19 @@ def test_fresh_clone_runs_the_demo_on_embedded_data_then_nothing_reruns(tmp_path
     code = (
         "import spacy; nlp = spacy.load('en_electra_pipeline'); doc = nlp('Alice works for Acme in Paris .');"
         "qa = nlp.get_pipe('qa').answer(doc.text, ['Where does Alice work ?'])[0];"
-        "print(nlp.pipe_names, [t.tag_ for t in doc], doc.cats, qa.question)"
+        "print(nlp.pipe_names, [t.tag_ for t in doc], doc.cats, qa.question);"
+        "import json; print(json.dumps(nlp.meta['performance']))"
     )
     out = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "['tagger', 'ner', 'textcat', 'qa']" in out.stdout and "melville-moby_dick" in out.stdout
+    # The installed package's meta carries the dev scores `evaluate` wrote, under spaCy's keys.
+    performance = json.loads(out.stdout.strip().splitlines()[-1])
+    for task, key in MAIN_SCORES.items():
+        metrics = json.loads((project / "metrics" / f"{task}.json").read_text())
+        assert performance[key] == metrics["scores"][key]
+        assert performance[f"{task}_words_per_second"] == round(metrics["words_per_second"], 1)
 
 
 def test_missing_data_is_named_with_its_source(tmp_path):
