@@ -15,6 +15,10 @@ random weights, one checkpoint folder that both ELECTRA implementations load, ch
    maximum RSS of that process is the pipeline's alone), for ``--rss`` pipelines;
 3. seconds per word for one document of 100, 1,000, 10,000 and 100,000 words (CoNLL dev text
    repeated), for ``--scaling`` pipelines: flat means no super-linear stage.
+4. (``--layouts``) the window layout: pieces encoded and seconds of the fp32 encoder's forward
+   passes over the same documents, windows on the stride's grid (the package's layout) against
+   the earlier layout whose last window was shifted back to a full ``--window`` pieces,
+   interleaved repeat by repeat.
 
 It prints a table and the ratios and writes everything as JSON to ``--output``. Skips (exit 0)
 when ../shared/data is absent. The inference kinds apply to inference only, so the ner heads are
@@ -63,6 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--rss", default="fp32,onnx-int8,spacy-cnn", help="pipelines for the peak-RSS test ('' to skip)")
     p.add_argument("--rss-words", type=int, default=RSS_WORDS)
     p.add_argument("--checkpoint-dir", type=Path, default=None)
+    p.add_argument("--layouts", action="store_true", help="compare the window layouts (item 4 above)")
     p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)  # internal: one RSS measurement
     return p.parse_args(argv)
 
@@ -193,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         nlp = pipelines.get(name) or build(name, checkpoint, args, gold_all)
         scaling[name] = {str(n): seconds_per_word(nlp, long_doc_words(all_words, n)) for n in sizes}
         print(f"seconds/word {name}: " + ", ".join(f"{n:,}: {scaling[name][str(n)] * 1e6:.0f} us" for n in sizes), flush=True)
+    layouts = layout_comparison(pipelines.get("fp32") or build("fp32", checkpoint, args, gold_all), words, args) if args.layouts else {}
     rss = {}
     for name in [k for k in args.rss.split(",") if k]:
         rss[name] = measure_rss(name, args)
@@ -214,6 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "ratios": _ratios(wps),
         "seconds_per_word": scaling,
         "peak_rss": rss,
+        "window_layouts": layouts,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     print()
@@ -223,6 +230,64 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
         print(f"wrote {args.output}")
     return 0
+
+
+def shifted_starts(n: int, window: int, stride: int) -> List[int]:
+    """The earlier layout, kept here only to measure against: the last window shifted back so
+    that it holds a full ``window`` pieces."""
+    if n == 0:
+        return []
+    if n <= window:
+        return [0]
+    return list(range(0, n - window, stride)) + [n - window]
+
+
+def layout_comparison(nlp, words: List[List[str]], args) -> Dict[str, Dict[str, float]]:
+    """Pieces and padded positions encoded, and median seconds of the encoder's forward passes,
+    for each window layout over the same docs and batches."""
+    from unittest import mock
+
+    import torch
+
+    import spacy_electra.windows as windows
+    from spacy_electra.layers.torch_encoder import get_encoder, window_args
+
+    encoder = get_encoder(nlp.get_pipe("electra_transformer").model)
+    wp = encoder.wordpiece
+    pieces = wp.encode_batch(words)
+    layouts = {"grid": windows.window_starts, "shifted": shifted_starts}
+    batches = {}
+    for name, starts in layouts.items():
+        with mock.patch.object(windows, "window_starts", starts):
+            batches[name] = [
+                windows.make_window_batch(pieces[i : i + args.batch_size], window=args.window, stride=args.stride,
+                                          max_batch_items=4096, cls_id=wp.cls_id, sep_id=wp.sep_id, pad_id=wp.pad_id)
+                for i in range(0, len(pieces), args.batch_size)
+            ]
+    seconds: Dict[str, List[float]] = {name: [] for name in layouts}
+    names = list(layouts)
+    with torch.no_grad():
+        for rep in range(args.repeats + 1):  # the first round warms up, untimed
+            for name in names[rep % 2 :] + names[: rep % 2]:
+                start = time.perf_counter()
+                for batch in batches[name]:
+                    encoder(*window_args(batch, torch.device("cpu")))
+                if rep:
+                    seconds[name].append(time.perf_counter() - start)
+    out = {}
+    for name in names:
+        chunks = [c for b in batches[name] for c in b.chunks]
+        out[name] = {
+            "windows": sum(sum(b.doc_windows) for b in batches[name]),
+            "window_pieces": int(sum(int(c.mask.sum()) - 2 * len(c.ids) for c in chunks)),
+            "padded_positions": int(sum(c.ids.size for c in chunks)),
+            "unpadded_chunks": sum(bool(c.mask.all()) for c in chunks),
+            "chunks": len(chunks),
+            "seconds": round(statistics.median(seconds[name]), 3),
+        }
+    out["pieces"] = {"n": sum(len(p.ids) for p in pieces)}
+    print("window layouts: " + json.dumps(out), flush=True)
+    return out
 
 
 def _ratios(wps: Dict[str, float]) -> Dict[str, Dict[str, float]]:

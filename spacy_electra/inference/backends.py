@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, cast
 import torch
 from torch import Tensor, nn
 
+from ..torch_model.encoder import needed_mask
 from ..torch_model.windowed import encode_chunk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,7 +128,7 @@ class Bf16Runner(InferenceRunner):
 
     def run(self, derived, ids, mask, all_layers):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return encode_chunk(derived, ids, mask, all_layers).float()
+            return encode_chunk(derived, ids, needed_mask(mask), all_layers).float()
 
 
 class Int8Runner(InferenceRunner):
@@ -144,7 +145,7 @@ class Int8Runner(InferenceRunner):
         return _quantize_torch(encoder)
 
     def run(self, derived, ids, mask, all_layers):
-        return encode_chunk(derived, ids, mask, all_layers)
+        return encode_chunk(derived, ids, needed_mask(mask), all_layers)
 
 
 def fp32_linears(encoder: "ElectraEncoder", *, full_range: bool = True) -> List[str]:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..pieces import WordPieceEncoder
 from .config import ElectraConfig
-from .encoder import ElectraEncoder
+from .encoder import ElectraEncoder, needed_mask
 
 Chunk = Tuple[Tensor, Tensor, Tensor, Tensor]  # ids, mask, target, window_index
 # An inference backend (see backends.InferenceRunner): ``bind(encoder, all_layers)``, once per
@@ -65,7 +65,10 @@ class WindowedEncoder(nn.Module):
         backend = self.inference if not dropout and not torch.is_grad_enabled() else None
         encode = backend.bind(self.encoder, all_layers) if backend is not None else None
         for ids, mask, target, window_index in chunks:
-            layers = encode(ids, mask) if encode is not None else encode_chunk(self.encoder, ids, mask, all_layers, dropout=dropout)
+            if encode is not None:
+                layers = encode(ids, mask)
+            else:
+                layers = encode_chunk(self.encoder, ids, needed_mask(mask), all_layers, dropout=dropout)
             layers = layers.float()  # autocast may give half precision; the sums stay fp32
             # In place: autograd records one IndexAdd node per chunk whose backward only gathers
             # that chunk's rows, so forward and backward both stay linear.
@@ -74,7 +77,7 @@ class WindowedEncoder(nn.Module):
         return sums[:, :n_pieces] * inv_counts[None, :, None], cls
 
 
-def encode_chunk(encoder: ElectraEncoder, ids: Tensor, mask: Tensor, all_layers: bool, *, dropout: bool = False) -> Tensor:
+def encode_chunk(encoder: ElectraEncoder, ids: Tensor, mask: Optional[Tensor], all_layers: bool, *, dropout: bool = False) -> Tensor:
     """One chunk of windows through the torch encoder (fp32, or a backend's derived copy):
     (n_layers, batch, length, hidden), the last layer only or every layer (embedding output first)."""
     if all_layers:

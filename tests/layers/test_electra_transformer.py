@@ -118,6 +118,40 @@ def test_forward_equals_hf_window_by_window(checkpoint, all_layers):
                 np.testing.assert_allclose(state[0], expected[layer], atol=2e-5)
 
 
+def shifted_starts(n, window, stride):
+    """The earlier layout: the last window shifted back to hold a full window."""
+    return [] if n == 0 else [0] if n <= window else [*range(0, n - window, stride), n - window]
+
+
+def test_the_grid_layout_changes_only_the_last_window(checkpoint, monkeypatch):
+    """Windows on the stride's grid (0, 6, 12... for window 8 / stride 6) end at the doc's end.
+    Against the earlier layout, piece vectors before the last window are identical, the
+    last window's pieces get the overlap average of the grid's windows (checked against HF
+    above), and fewer pieces are encoded."""
+    import spacy_electra.windows as windows
+
+    model = built(v2_config(checkpoint))
+    texts = [" ".join(["the city of london and paris ."] * k) for k in (2, 3, 5)]
+    grid = model.predict(docs_of(texts))
+    monkeypatch.setattr(windows, "window_starts", shifted_starts)
+    shifted = model.predict(docs_of(texts))
+    changed = 0
+    for a, b in zip(grid, shifted):
+        n = a.model_output["last_hidden_state"].shape[1]
+        assert n > 8  # several windows
+        new, old = window_starts(n, 8, 6), shifted_starts(n, 8, 6)
+        assert new == list(range(0, 6 * len(new), 6)) and len(new) == len(old)
+        assert sum(min(s + 8, n) - s for s in new) <= sum(min(s + 8, n) - s for s in old)
+        away = min(new[-1], old[-1])  # pieces before both layouts' last windows
+        np.testing.assert_array_equal(a.model_output["last_hidden_state"][0, :away],
+                                      b.model_output["last_hidden_state"][0, :away])
+        if new != old:
+            changed += 1
+            assert sum(min(s + 8, n) - s for s in new) < sum(min(s + 8, n) - s for s in old)
+            assert not np.allclose(a.model_output["last_hidden_state"][0, -1], b.model_output["last_hidden_state"][0, -1])
+    assert changed >= 2
+
+
 def test_encoder_gradient_matches_finite_differences(checkpoint):
     """Backprop through whitespace handling, windows, overlap averaging and chunking gives the
     gradient of sum(outputs * d_outputs), checked against central differences on a few weights."""

@@ -68,14 +68,21 @@ def test_overlapping_windows_average_and_cover_every_piece(checkpoint):
     np.testing.assert_allclose(vectors, sums / counts[:, None], atol=1e-5)
 
 
-def test_window_starts_cover_everything():
-    for n in range(0, 60):
-        starts = window_starts(n, 8, 5)
-        covered = set()
+@pytest.mark.parametrize("window,stride", [(8, 5), (8, 4), (8, 8), (128, 96)])
+def test_window_starts_cover_everything_no_more_often_than_the_stride_requires(window, stride):
+    """Every piece is covered; windows sit on the stride's grid and the last one ends at the
+    doc's end, so no piece is encoded more often than ceil(window / stride) times and the
+    windows hold at most window - stride more pieces than the doc (the overlap)... per window."""
+    for n in range(0, 3 * window + 7):
+        starts = window_starts(n, window, stride)
+        coverage = np.zeros(n, dtype=int)
         for s in starts:
-            covered.update(range(s, min(s + 8, n)))
-        assert covered == set(range(n))
-        assert all(s + 8 <= max(n, 8) for s in starts)
+            coverage[s : s + window] += 1
+        assert (coverage >= 1).all()
+        assert coverage.max(initial=0) <= -(-window // stride)
+        assert starts == [k * stride for k in range(len(starts))]
+        if n:
+            assert starts[-1] + window >= n and (len(starts) == 1 or starts[-2] + window < n)  # no spare window
 
 
 @pytest.mark.parametrize(
