@@ -108,9 +108,11 @@ def _export_component(nlp, name: str, output: Path):
 
 
 from .convert import convert_command  # noqa: E402
+from .convert_tf import convert_tf_command  # noqa: E402
 from .pretrain.commands import OVERRIDE_SETTINGS, pretrain_command, vocab_command  # noqa: E402
 
 app.command("convert")(convert_command)
+app.command("convert-tf")(convert_tf_command)
 app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
 app.command("vocab")(vocab_command)
 

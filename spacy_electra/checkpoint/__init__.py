@@ -6,6 +6,8 @@
     hf_names.py   the name table between HF state dicts and ours
     blob.py       the checked encoder blob inside a saved spaCy pipeline
     writer.py     a model as an HF folder, written atomically
+    tf_checkpoint.py  Google's TensorFlow ELECTRA checkpoints, read without TensorFlow
+    convert_tf.py     `spacy-electra convert-tf`: a TF checkpoint as HF folders
 """
 from .errors import CheckpointError
 from .reader import Checkpoint, load_checkpoint, read_checkpoint, read_vocabulary, resolve_checkpoint

@@ -33,7 +33,7 @@ from ..atomic import PathLike
 from ..pieces import VocabError, WordPieceEncoder
 from ..torch_model.config import ElectraConfig
 from ..torch_model.encoder import MODEL_CLASSES, ElectraEncoder
-from . import hub
+from . import hub, tf_checkpoint
 from .errors import CheckpointError
 from .files import (
     MAX_VOCAB_BYTES,
@@ -126,12 +126,20 @@ class Checkpoint:
 
 def read_checkpoint(
     path_or_id: PathLike, *, kind: Optional[str] = None, revision: Optional[str] = None,
-    local_files_only: bool = False, vocab: str = "required",
+    local_files_only: bool = False, vocab: str = "required", tf_model: str = "discriminator",
+    num_attention_heads: Optional[int] = None,
 ) -> Checkpoint:
     """Resolve ``path_or_id`` (a folder, or a Hub id fetched into the HF cache unless
     ``local_files_only`` or ``HF_HUB_OFFLINE=1``), validate it and read it whole. ``kind``
     is detected from the weights unless given; ``vocab`` is ``"required"``, ``"optional"``
-    (``info``/``export`` of a weights-only folder) or ``"ignored"``."""
+    (``info``/``export`` of a weights-only folder) or ``"ignored"``.
+
+    A Google TensorFlow checkpoint (``model.ckpt-N``, its ``.index`` or a folder holding one) is
+    read without TensorFlow (``tf_checkpoint``): ``tf_model`` takes its ``"discriminator"`` or
+    ``"generator"``, and ``num_attention_heads`` overrides the head-count rule (hidden // 64)."""
+    tf_prefix = tf_checkpoint.locate(path_or_id)
+    if tf_prefix is not None:
+        return _read_tf_checkpoint(str(path_or_id), tf_prefix, kind, vocab, tf_model, num_attention_heads)
     directory = resolve_checkpoint(path_or_id, revision=revision, local_files_only=local_files_only)
     config, raw = read_config(directory)
     prefix = f"{raw.get('model_type', 'electra')}."
@@ -163,6 +171,26 @@ def read_checkpoint(
     checkpoint = Checkpoint(str(path_or_id), directory, config, raw, wordpiece, build, weights, heads, unused)
     _check_heads(checkpoint)
     return checkpoint
+
+
+def _read_tf_checkpoint(
+    source: str, prefix: Path, kind: Optional[str], vocab: str, model: str, heads: Optional[int]
+) -> Checkpoint:
+    """A Google TF checkpoint's ``model``: shapes checked from its index, then its tensors read."""
+    num_shards, entries = tf_checkpoint.read_index(prefix.with_name(prefix.name + ".index"))
+    described = tf_checkpoint.describe(prefix, entries, model, num_attention_heads=heads)
+    directory, config = prefix.parent, described.config
+    build = _check_against_config(described.shapes, config, kind, "electra.", directory)
+    wordpiece = None
+    if vocab != "ignored" and (vocab == "required" or (directory / "vocab.txt").exists()):
+        wordpiece = read_vocabulary(directory, vocab_size=config.vocab_size)
+    hf_state = tf_checkpoint.read_tensors(described, entries, num_shards)
+    try:
+        check_finite(hf_state.items(), f"{prefix}")
+    except FileProblem as err:
+        raise _problem(err, "Download the checkpoint again.") from None
+    weights, _ = hf_to_ours(hf_state, config, build)
+    return Checkpoint(source, directory, config, config.to_hf_dict(build), wordpiece, build, weights)
 
 
 def left_behind_warning(checkpoint: Checkpoint, taken: Tuple[str, ...] = ()) -> None:
