@@ -147,7 +147,7 @@ def test_loss_at_step_0_is_far_below_random_init(data, trained, tmp_path):
     started = first_step_loss(load_config(TINY, init_settings(
         data, trained / "discriminator", trained / "generator", **one)), tmp_path / "from_checkpoint")
     random = first_step_loss(load_config(TINY, overrides(data, **one)), tmp_path / "random")
-    assert started < 0.75 * random, (started, random)
+    assert started < 0.6 * random, (started, random)  # measured: 0.39
 
 
 def test_resume_and_export_behave_as_from_scratch(data, pair, tmp_path):
