@@ -29,6 +29,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 SHAPE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 OBJECTIVES = ("rtd", "mlm")
+GENERATOR_BUILDS = ("lower_layers", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
 FORMATS = ("auto", "lines", "blank", "wiki")
 
@@ -106,15 +107,42 @@ class TrainingSettings:
 
 
 @dataclass
+class InitSettings:
+    """Start from existing weights instead of random ones (replaced-token detection only).
+
+    ``discriminator``: a local HF folder or a Hub id holding an ``ElectraForPreTraining``, or a
+    bare encoder (``ElectraModel``, or a BERT-family ``BertModel``) whose discriminator head then
+    starts fresh. ``generator``: optional, an ``ElectraForMaskedLM`` trained with that
+    discriminator (same vocabulary and embedding width: the two share one embedding module, and
+    where the files hold different embedding values the discriminator's are used). Empty builds
+    the generator per ``build_generator``: ``lower_layers`` (the default, measured in
+    benchmarks/results/init_generator.txt) copies the discriminator's lower ``generator_layers``
+    layers (null = half, rounded up) at full width and adds a fresh masked-LM head tied to the
+    shared embeddings; ``fresh`` is a random generator ``model.generator_fraction`` as wide as the
+    discriminator, as in a from-scratch run.
+
+    With ``discriminator`` set, the shapes, ``max_position_embeddings``, the vocabulary and its
+    casing come from the checkpoint: ``model.size`` is not used, explicit ``model.*`` shapes that
+    differ from the checkpoint's are refused, and ``corpus.vocab`` must be empty or hold the
+    checkpoint's own vocabulary. The run writes that vocabulary to ``OUTPUT/vocab``."""
+
+    discriminator: str = ""
+    generator: str = ""
+    build_generator: str = "lower_layers"
+    generator_layers: Optional[int] = None
+
+
+@dataclass
 class PretrainConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    init: InitSettings = field(default_factory=InitSettings)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PretrainConfig":
-        sections = {"model": ModelSettings, "corpus": CorpusSettings, "training": TrainingSettings}
+        sections = SECTIONS
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"Unknown config section(s) {unknown}; expected {sorted(sections)}.")
@@ -164,6 +192,18 @@ class PretrainConfig:
                 f"training.warmup_steps={t.warmup_steps} must be in [0, training.max_steps={t.max_steps}) or the "
                 f"rate never peaks; set training.warmup_steps null and use training.warmup_fraction instead."
             )
+        init = self.init
+        if init.build_generator not in GENERATOR_BUILDS:
+            raise ConfigError(f"init.build_generator={init.build_generator!r}: use 'lower_layers' or 'fresh'.")
+        if init.generator_layers is not None and init.generator_layers < 1:
+            raise ConfigError(f"init.generator_layers={init.generator_layers} must be a positive number of layers "
+                              f"or null (half the discriminator's).")
+        if init.generator and not init.discriminator:
+            raise ConfigError(f"init.generator={init.generator!r} needs init.discriminator: name the discriminator "
+                              f"(ElectraForPreTraining) it was trained with.")
+        if (init.discriminator or init.generator) and m.objective != "rtd":
+            raise ConfigError(f"[init] starts replaced-token detection from existing weights; model.objective="
+                              f"{m.objective!r} trains from random weights: set model.objective 'rtd' or empty [init].")
         if t.batch_size % t.grad_accumulation:
             raise ConfigError(f"training.batch_size={t.batch_size} (global, per optimizer step) must be "
                               f"divisible by training.grad_accumulation={t.grad_accumulation}.")
@@ -192,7 +232,11 @@ class PretrainConfig:
     def generator_config(self, vocab_size: int, pad_token_id: int = 0) -> ElectraConfig:
         """Same depth and embedding width as the discriminator; hidden, heads and FFN scaled by
         ``generator_fraction`` (the MLM control uses fraction 1: a same-size masked LM)."""
-        disc = self.discriminator_config(vocab_size, pad_token_id)
+        return self.scaled_generator(self.discriminator_config(vocab_size, pad_token_id))
+
+    def scaled_generator(self, disc: ElectraConfig) -> ElectraConfig:
+        """The generator of discriminator ``disc``: its depth and embedding width, hidden, heads
+        and FFN scaled by ``generator_fraction`` (1 for the MLM control)."""
         fraction = 1.0 if self.model.objective == "mlm" else float(self.shape()["generator_fraction"])
         hidden = max(1, round(disc.hidden_size * fraction))
         heads = max(1, round(disc.num_attention_heads * fraction))
@@ -202,6 +246,10 @@ class PretrainConfig:
             disc, hidden_size=hidden, num_attention_heads=heads,
             intermediate_size=max(1, round(disc.intermediate_size * fraction)), extra={},
         )
+
+
+SECTIONS: Dict[str, type] = {"model": ModelSettings, "corpus": CorpusSettings, "training": TrainingSettings,
+                             "init": InitSettings}
 
 
 # -- value types ---------------------------------------------------------------------------------
@@ -296,7 +344,13 @@ def load_config(path: Union[str, Path, None], overrides: Optional[Mapping[str, A
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist; see configs/pretrain_small.cfg for an example.")
     try:
-        cfg = Config().from_disk(path, overrides=overrides, interpolate=True)
+        text = path.read_text(encoding="utf8")
+        # A file written before a section existed (e.g. [init]) still takes overrides of it.
+        present = {line.strip()[1:-1] for line in text.splitlines() if line.strip().startswith("[")}
+        for section in sorted({key.split(".", 1)[0] for key in overrides} - present):
+            if section in SECTIONS:
+                text += f"\n[{section}]\n"
+        cfg = Config().from_str(text, overrides=overrides, interpolate=True)
     except Exception as err:  # confection raises several error types for bad files/overrides
         raise ConfigError(f"Could not read {path}: {err}") from err
     return PretrainConfig.from_dict(dict(cfg))

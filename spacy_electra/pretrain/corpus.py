@@ -5,11 +5,14 @@ the main process and appended to one flat binary file, so neither the text nor t
 to fit in memory. Training then reads rows of that file through ``numpy.memmap``.
 
 Layout of a packed corpus folder: ``ids.bin`` (rows of ``seq_length`` ids, ``[PAD]``-filled,
-uint16 when the vocabulary fits, else int32) and ``meta.json``.
+uint16 when the vocabulary fits, else int32) and ``meta.json``, which records the vocabulary's
+fingerprint (its pieces and normalisation): a cache is reused only with the vocabulary it was
+built with, since two vocabularies of one size give the same ids different meanings.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -96,6 +99,12 @@ def iter_documents(path: Path, fmt: str = "auto") -> Iterator[List[str]]:
                 doc = []
         if doc and fmt != "wiki":
             yield doc
+
+
+def vocab_fingerprint(encoder: WordPieceEncoder) -> str:
+    """SHA-256 of the pieces in id order and the normalisation settings."""
+    settings = [encoder.lowercase, encoder.strip_accents, encoder.tokenize_chinese_chars]
+    return hashlib.sha256(json.dumps([encoder.vocab, settings]).encode("utf8")).hexdigest()
 
 
 # -- packing ------------------------------------------------------------------------------------
@@ -235,7 +244,7 @@ def build_corpus(
     meta = dict(
         n_sequences=n_rows, seq_length=seq_length, dtype=np.dtype(dtype).name, n_documents=n_docs,
         n_tokens=n_tokens, vocab_size=encoder.vocab_size, pad_id=encoder.pad_id, cls_id=encoder.cls_id,
-        sep_id=encoder.sep_id, mask_id=encoder.mask_id, sources=[str(p) for p in files[:1000]],
+        sep_id=encoder.sep_id, mask_id=encoder.mask_id, vocab_sha256=vocab_fingerprint(encoder), sources=[str(p) for p in files[:1000]],
     )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(output, ignore_errors=True)
@@ -296,16 +305,23 @@ class PackedCorpus:
 def open_or_build(
     cache: PathLike, inputs: Sequence[PathLike], vocab_dir: PathLike, *, seq_length: int, **kwargs
 ) -> PackedCorpus:
-    """Reuse the packed corpus at ``cache`` when it matches, else build it."""
+    """Reuse the packed corpus at ``cache`` when it was built with this vocabulary (same
+    fingerprint) and ``seq_length``, else build it; a cache built otherwise is refused."""
     cache = Path(cache)
     if (cache / "meta.json").exists():
         corpus = PackedCorpus(cache)
-        vocab_size = read_vocabulary(vocab_dir).vocab_size
-        if corpus.seq_length != seq_length or corpus.meta["vocab_size"] != vocab_size:
+        encoder = read_vocabulary(vocab_dir)
+        if corpus.seq_length != seq_length:
             raise CorpusError(
-                f"The packed corpus in {cache} has seq_length {corpus.seq_length} and vocab size "
-                f"{corpus.meta['vocab_size']}, this run needs {seq_length} and {vocab_size}: delete "
-                "the folder or set corpus.cache to another path."
+                f"The packed corpus in {cache} has seq_length {corpus.seq_length}, this run needs {seq_length}: "
+                "delete the folder or set corpus.cache to another path."
+            )
+        if corpus.meta.get("vocab_sha256") != vocab_fingerprint(encoder):
+            built = ("was built before vocabularies were recorded" if "vocab_sha256" not in corpus.meta
+                     else f"was built with another vocabulary ({corpus.meta['vocab_size']} pieces)")
+            raise CorpusError(
+                f"The packed corpus in {cache} {built}, and this run tokenizes with {vocab_dir} "
+                f"({encoder.vocab_size} pieces): delete the folder or set corpus.cache to another path."
             )
         return corpus
     if not inputs:

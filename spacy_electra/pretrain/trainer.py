@@ -35,6 +35,7 @@ from ..gpu import gpu_problem
 from ..pieces import WordPieceEncoder
 from .config import PretrainConfig, TrainingSettings, write_config
 from .corpus import PackedCorpus, open_or_build
+from .init import InitSources, build_from_init, read_init
 from .masking import Masked, mask_tokens, token_types
 from .objective import MaskedLanguageModel, ReplacedTokenDetection
 from .optim import build_optimizer, build_scheduler
@@ -77,7 +78,12 @@ def seed_for(seed: int, step: int, micro: int, purpose: int) -> int:
     return int(np.random.SeedSequence([seed, step, micro, purpose]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def build_objective(config: PretrainConfig, vocab: WordPieceEncoder) -> Objective:
+def build_objective(
+    config: PretrainConfig, vocab: WordPieceEncoder, init: Optional[InitSources] = None, *, log: bool = False
+) -> Objective:
+    """The networks at step 0: random (seeded by the caller), or from ``init``'s checkpoints."""
+    if init is not None:
+        return build_from_init(config, init, log=log)
     if config.model.objective == "mlm":
         return MaskedLanguageModel(config.generator_config(vocab.vocab_size, vocab.pad_id))
     return ReplacedTokenDetection(
@@ -290,8 +296,9 @@ def pretrain(
     Returns the last logged metrics. Under ``torchrun`` each process calls this."""
     output = Path(output)
     proc = _setup_process(config.training)
-    vocab, corpus = _open_corpus(config, output, proc)
-    run = _build_run(config, output, proc, vocab, corpus)
+    init = read_init(config)  # refused here, before a corpus is built
+    vocab, corpus = _open_corpus(config, output, proc, init)
+    run = _build_run(config, output, proc, vocab, corpus, init)
     if resume:
         _restore(run)
     _start_loop(run)
@@ -331,19 +338,32 @@ def _setup_process(t: TrainingSettings) -> _Process:
     return _Process(rank, world, device, t.batch_size // micro_global, started_dist)
 
 
-def _open_corpus(config: PretrainConfig, output: Path, proc: _Process) -> Tuple[WordPieceEncoder, PackedCorpus]:
+def _open_corpus(
+    config: PretrainConfig, output: Path, proc: _Process, init: Optional[InitSources] = None
+) -> Tuple[WordPieceEncoder, PackedCorpus]:
     """Rank 0 writes config.cfg and builds (or reopens) the packed corpus; the other ranks wait for
-    it at a barrier and then open what it wrote, so the corpus is built once."""
-    if not config.corpus.vocab:
-        raise PretrainError("corpus.vocab is empty: point it at a folder with vocab.txt (see `spacy-electra vocab`).")
-    vocab = read_vocabulary(config.corpus.vocab)
+    it at a barrier and then open what it wrote, so the corpus is built once. A run from [init]
+    tokenizes with the checkpoint's vocabulary, which rank 0 writes to OUTPUT/vocab."""
+    if init is not None:
+        vocab, vocab_dir = init.vocab, output / "vocab"
+    elif not config.corpus.vocab:
+        raise PretrainError("corpus.vocab is empty: point it at a folder with vocab.txt (see `spacy-electra vocab`), "
+                            "or start from a checkpoint with init.discriminator.")
+    else:
+        vocab, vocab_dir = read_vocabulary(config.corpus.vocab), Path(config.corpus.vocab)
     cache = Path(config.corpus.cache) if config.corpus.cache else output / "corpus"
     corpus: Optional[PackedCorpus] = None
     if proc.is_main:
         output.mkdir(parents=True, exist_ok=True)
         write_config(config, output / "config.cfg")
+        if init is not None:
+            try:
+                with atomic_folder(vocab_dir) as tmp:
+                    vocab.save(tmp)
+            except OSError as err:
+                raise _write_failed(vocab_dir, err) from err
         corpus = open_or_build(
-            cache, config.corpus.train, config.corpus.vocab, seq_length=config.corpus.seq_length,
+            cache, config.corpus.train, vocab_dir, seq_length=config.corpus.seq_length,
             fmt=config.corpus.format, workers=config.corpus.workers, seed=config.training.seed,
             short_seq_prob=config.corpus.short_seq_prob, single_segment_prob=config.corpus.single_segment_prob,
             max_documents=config.corpus.max_documents,
@@ -354,12 +374,13 @@ def _open_corpus(config: PretrainConfig, output: Path, proc: _Process) -> Tuple[
 
 
 def _build_run(
-    config: PretrainConfig, output: Path, proc: _Process, vocab: WordPieceEncoder, corpus: PackedCorpus
+    config: PretrainConfig, output: Path, proc: _Process, vocab: WordPieceEncoder, corpus: PackedCorpus,
+    init: Optional[InitSources] = None,
 ) -> _Run:
     """Model, optimiser, schedule and loss scaler at step 0, seeded so every rank starts alike."""
     t = config.training
     torch.manual_seed(t.seed)
-    model = build_objective(config, vocab).to(proc.device)
+    model = build_objective(config, vocab, init, log=proc.is_main).to(proc.device)
     optimizer = build_optimizer(model, t, fused=proc.device.type == "cuda")
     scheduler = build_scheduler(optimizer, t)
     scaler = torch.amp.GradScaler(proc.device.type, enabled=t.precision == "fp16")
