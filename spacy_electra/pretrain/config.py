@@ -124,12 +124,18 @@ class InitSettings:
     With ``discriminator`` set, the shapes, ``max_position_embeddings``, the vocabulary and its
     casing come from the checkpoint: ``model.size`` is not used, explicit ``model.*`` shapes that
     differ from the checkpoint's are refused, and ``corpus.vocab`` must be empty or hold the
-    checkpoint's own vocabulary. The run writes that vocabulary to ``OUTPUT/vocab``."""
+    checkpoint's own vocabulary. The run writes that vocabulary to ``OUTPUT/vocab``.
+
+    A Google TensorFlow checkpoint (``model.ckpt-N``, or its folder) may be both sources: it holds
+    both models. It stores no attention-head counts; they follow Google's rule (hidden // 64, true
+    of every released model) unless ``discriminator_heads`` / ``generator_heads`` give them."""
 
     discriminator: str = ""
     generator: str = ""
     build_generator: str = "lower_layers"
     generator_layers: Optional[int] = None
+    discriminator_heads: Optional[int] = None
+    generator_heads: Optional[int] = None
 
 
 @dataclass

@@ -57,9 +57,12 @@ def _what(checkpoint: Checkpoint) -> str:
     return f"{model_type} encoder, fresh discriminator head"
 
 
-def _read(source: str, key: str) -> Checkpoint:
+def _read(source: str, key: str, heads: Optional[int] = None) -> Checkpoint:
+    """One source; a Google TF checkpoint holds both models, so the key says which to take (and
+    ``heads`` its head count, which TF checkpoints do not store)."""
     try:
-        return read_checkpoint(source)
+        return read_checkpoint(source, tf_model="generator" if key == "init.generator" else "discriminator",
+                               num_attention_heads=heads)
     except CheckpointError as err:
         raise CheckpointError(f"{key}={source!r}: {err}") from None
 
@@ -70,7 +73,7 @@ def read_init(config: PretrainConfig) -> Optional[InitSources]:
     init = config.init
     if not init.discriminator:
         return None
-    disc = _read(init.discriminator, "init.discriminator")
+    disc = _read(init.discriminator, "init.discriminator", init.discriminator_heads)
     if disc.kind == "generator":
         raise ConfigError(
             f"init.discriminator={init.discriminator!r} holds an ELECTRA generator (ElectraForMaskedLM): name it as "
@@ -79,7 +82,7 @@ def read_init(config: PretrainConfig) -> Optional[InitSources]:
     vocab = disc.require_vocab()
     gen = None
     if init.generator:
-        gen = _read(init.generator, "init.generator")
+        gen = _read(init.generator, "init.generator", init.generator_heads)
         if gen.kind != "generator":
             raise ConfigError(
                 f"init.generator={init.generator!r} holds an ELECTRA {gen.kind}, not a generator (ElectraForMaskedLM): "

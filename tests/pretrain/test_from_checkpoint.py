@@ -270,3 +270,22 @@ def test_corpus_cache_is_keyed_by_the_vocabulary(data, tmp_path):
     with pytest.raises(CorpusError, match="before vocabularies were recorded"):
         open_or_build(old, [], data / "vocab", seq_length=32)
     assert np.isfinite(meta["n_tokens"])
+
+
+def test_a_google_tf_checkpoint_starts_both_models_with_tensorflows_outputs(data):
+    """One TF checkpoint (generator and discriminator in one file, written by TensorFlow: see
+    tests/fixtures/tf_electra) as both init sources: at step 0 the discriminator's and the
+    generator's logits are the ones TensorFlow computed, and the two share one embedding module."""
+    fixture = ROOT / "tests" / "fixtures" / "tf_electra"
+    expected = json.loads((fixture / "expected.json").read_text())
+    config = load_config(TINY, init_settings(data, fixture / "model", fixture / "model", **{
+        "corpus.seq_length": 12, "init.discriminator_heads": expected["discriminator"]["heads"]}))
+    model = step0_model(config)
+    ids, mask, types = (torch.tensor(expected[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+    active = mask.bool()
+    with torch.no_grad():
+        for name, net in (("discriminator", model.discriminator), ("generator", model.generator)):
+            ours = net(ids, mask, types)
+            theirs = torch.tensor(expected[f"{name}_logits"])
+            assert (ours[active] - theirs[active]).abs().max() < 1e-5, name
+    assert model.generator.embeddings is model.discriminator.embeddings
