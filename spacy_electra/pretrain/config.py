@@ -31,7 +31,7 @@ SHAPE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attenti
 OBJECTIVES = ("rtd", "mlm")
 GENERATOR_BUILDS = ("lower_layers", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
-FORMATS = ("auto", "lines", "blank", "wiki")
+FORMATS = ("auto", "lines", "blank", "wiki", "spacy")
 
 
 class ConfigError(ValueError):

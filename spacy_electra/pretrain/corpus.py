@@ -54,8 +54,11 @@ def expand_paths(inputs: Sequence[PathLike]) -> List[Path]:
 
 
 def detect_format(path: Path) -> str:
-    """``wiki`` for WikiExtractor ``<doc>`` files, ``blank`` when blank lines separate documents,
-    otherwise ``lines`` (one document per line)."""
+    """``spacy`` for a ``.spacy`` file (spaCy's DocBin: a task's training data, for
+    task-adaptive pretraining), ``wiki`` for WikiExtractor ``<doc>`` files, ``blank`` when blank
+    lines separate documents, otherwise ``lines`` (one document per line)."""
+    if path.suffix == ".spacy":
+        return "spacy"
     with open(path, encoding="utf8", errors="replace") as f:
         head = f.read(1 << 16).splitlines()
     content = [i for i, line in enumerate(head) if line.strip()]
@@ -71,6 +74,9 @@ def iter_documents(path: Path, fmt: str = "auto") -> Iterator[List[str]]:
     (the first line of a ``<doc>``) are dropped: they repeat the article's first words."""
     if fmt == "auto":
         fmt = detect_format(path)
+    if fmt == "spacy":
+        yield from _docbin_documents(path)
+        return
     with open(path, encoding="utf8", errors="replace") as f:
         if fmt == "lines":
             for line in f:
@@ -99,6 +105,22 @@ def iter_documents(path: Path, fmt: str = "auto") -> Iterator[List[str]]:
                 doc = []
         if doc and fmt != "wiki":
             yield doc
+
+
+def _docbin_documents(path: Path) -> Iterator[List[str]]:
+    """The texts of a ``.spacy`` file's docs, one document each (its non-empty lines): only the
+    text is read, annotations are ignored."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    try:
+        docs = DocBin().from_disk(path).get_docs(Vocab())
+        for doc in docs:
+            lines = [line.strip() for line in doc.text.splitlines() if line.strip()]
+            if lines:
+                yield lines
+    except (ValueError, KeyError, TypeError) as err:  # msgpack/DocBin errors on a damaged file
+        raise CorpusError(f"{path} is not a readable .spacy file ({type(err).__name__}); convert the data again.") from err
 
 
 def vocab_fingerprint(encoder: WordPieceEncoder) -> str:

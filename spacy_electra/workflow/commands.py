@@ -19,6 +19,7 @@ def check_data_command(
                                  "finetune (the full datasets); all also refuses the demo preset."),
     preset: str = typer.Option("demo", help="vars.preset of that run."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="vars.gpu_id of that run: a GPU id is checked for readiness too."),
+    adapt_on: str = typer.Option("", "--adapt-on", help="vars.adapt_on of the adapt workflow: domain also needs data_dir/pretrain."),
 ) -> None:
     """Fail naming every missing file and where to get it, before any work starts (and, with
     --gpu-id, what the machine lacks for GPU work)."""
@@ -39,6 +40,10 @@ def check_data_command(
         )
         raise typer.Exit(1)
     problems = []
+    if adapt_on not in ADAPT_ON + ("",):
+        problems.append(f"adapt_on={adapt_on!r}: use task (the tasks' own training text) or domain (data_dir/pretrain).")
+    if adapt_on == "domain" and "pretrain" not in tasks:
+        tasks = [*tasks, "pretrain"]
     try:
         found = check_data(data_dir, tasks, workflow)
     except DataError as err:
@@ -81,6 +86,39 @@ def download_data_command(
     typer.echo(f"Downloaded {len(fetched)} file(s) to {data_dir}; {len(manual)} file(s) to obtain by hand.")
 
 
+ADAPT_ON = ("task", "domain")
+TASK_TEXT = ("tagger", "ner", "textcat", "qa")
+
+
+@app.command("adapt-text")
+def adapt_text_command(
+    adapt_on: str = typer.Argument(..., help="task: the tasks' own training text (CORPUS/<task>/train.spacy); domain: DATA_DIR/pretrain."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="The workflow's data folder (vars.data_dir)."),
+    corpus: Path = typer.Option(Path("corpus"), "--corpus", help="Folder of the converted tasks (<task>/train.spacy)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Text file to write (blank-line separated documents)."),
+    max_documents: int = typer.Option(0, "--max-documents", help="Random sample of this many documents (0 = all)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """The unlabelled text that continued pretraining adapts the encoder to (workflow adapt)."""
+    from .data import DataError, sample_text
+
+    if adapt_on not in ADAPT_ON:
+        typer.echo(f"Error: adapt_on={adapt_on!r}: use task (the tasks' own training text) or domain ({data_dir}/pretrain).", err=True)
+        raise typer.Exit(1)
+    inputs = [corpus / task / "train.spacy" for task in TASK_TEXT] if adapt_on == "task" else [data_dir / "pretrain"]
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        typer.echo(f"Error: {', '.join(missing)} not found: run the convert step first (task) or give "
+                   "--vars.data_dir with a pretrain/ folder (domain).", err=True)
+        raise typer.Exit(1)
+    try:
+        n = sample_text(inputs, output, max_documents=max_documents, seed=seed)
+    except DataError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Wrote {n} documents ({adapt_on} text) to {output}")
+
+
 @app.command("sample-text")
 def sample_text_command(
     inputs: List[Path] = typer.Argument(..., help="Raw-text files or folders."),
@@ -106,6 +144,8 @@ def evaluate_command(
     output: Path = typer.Option(Path("metrics"), "--output", "-o", help="Folder for <task>.json and summary.md."),
     limit: int = typer.Option(0, "--limit", help="Evaluate at most this many dev docs per task (0 = all)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="NAME=PIPELINE: score this pipeline too, into OUTPUT/NAME, with a comparison table."),
+    name: str = typer.Option("baseline", "--name", help="What the first pipeline is called in the comparison."),
 ) -> None:
     """Dev scores (spaCy's keys) and words/s of every task; prints the Markdown table."""
     from ..gpu import GPUNotReady, require_gpu
@@ -123,8 +163,15 @@ def evaluate_command(
             typer.echo(f"Error: --dev {item!r} must be TASK=PATH, e.g. --dev ner=corpus/ner/dev.spacy", err=True)
             raise typer.Exit(1)
         pairs[task] = Path(path)
+    other = None
+    if compare is not None:
+        other_name, sep, other_pipeline = compare.partition("=")
+        if not sep or not other_name or not other_pipeline:
+            typer.echo(f"Error: --compare {compare!r} must be NAME=PIPELINE, e.g. --compare adapted=training/adapted/assembled", err=True)
+            raise typer.Exit(1)
+        other = (other_name, other_pipeline)
     try:
-        rows = evaluate_tasks(pipeline, pairs, output, limit=limit)
+        rows = evaluate_tasks(pipeline, pairs, output, limit=limit, compare=other, name=name)
     except (ValueError, OSError) as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(1)

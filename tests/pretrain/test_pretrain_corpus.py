@@ -119,3 +119,21 @@ def test_vocab_command_trains_a_vocab_the_encoder_loads(tmp_path):
                                      "--vocab-size", "120", "--cased"])
     assert cased.exit_code == 0, cased.output
     assert not read_vocabulary(tmp_path / "c").lowercase
+
+
+def test_a_spacy_file_gives_its_docs_texts(tmp_path):
+    """Task-adaptive pretraining reads a task's .spacy training data: the text of every doc,
+    one document each, annotations ignored; a damaged file is one CorpusError line."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    from spacy_electra.pretrain.corpus import CorpusError
+
+    nlp = spacy.blank("en")
+    texts = ["A fine film .", "Paris is in France .\nSo is Lyon .", "   "]
+    DocBin(docs=[nlp(t) for t in texts]).to_disk(tmp_path / "train.spacy")
+    assert detect_format(tmp_path / "train.spacy") == "spacy"
+    assert list(iter_documents(tmp_path / "train.spacy")) == [["A fine film ."], ["Paris is in France .", "So is Lyon ."]]
+    (tmp_path / "bad.spacy").write_bytes(b"\x92\x00 not msgpack")
+    with pytest.raises(CorpusError, match="bad.spacy is not a readable .spacy file"):
+        list(iter_documents(tmp_path / "bad.spacy"))

@@ -186,3 +186,36 @@ def test_installed_source_is_found_past_a_shadowing_egg_info(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert (Path(out.stdout.strip()) / "setup.cfg").is_file()
+
+
+def test_adapt_text_takes_the_tasks_text_or_the_domain_text(tmp_path):
+    """adapt-text (workflow adapt): `task` reads the converted tasks' training docs, `domain`
+    samples data_dir/pretrain; an unknown mode or missing inputs are one line, nothing written."""
+    import spacy
+    from spacy.tokens import DocBin
+    from typer.testing import CliRunner
+
+    from spacy_electra.cli import app
+
+    nlp = spacy.blank("en")
+    for i, task in enumerate(("tagger", "ner", "textcat", "qa")):
+        (tmp_path / "corpus" / task).mkdir(parents=True)
+        DocBin(docs=[nlp(f"Text of {task} number {i} .")]).to_disk(tmp_path / "corpus" / task / "train.spacy")
+    (tmp_path / "data" / "pretrain").mkdir(parents=True)
+    (tmp_path / "data" / "pretrain" / "book.txt").write_text("A domain paragraph .\n\nAnother one .\n")
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "data"), "--corpus", str(tmp_path / "corpus")]
+    out = tmp_path / "task.txt"
+    assert runner.invoke(app, ["adapt-text", "task", *base, "--output", str(out)]).exit_code == 0
+    assert sorted(out.read_text().split("\n\n")[:4]) == sorted(f"Text of {t} number {i} ." for i, t in
+                                                                enumerate(("tagger", "ner", "textcat", "qa")))
+    out = tmp_path / "domain.txt"
+    assert runner.invoke(app, ["adapt-text", "domain", *base, "--output", str(out)]).exit_code == 0
+    assert sorted(out.read_text().split()) == sorted("A domain paragraph . Another one .".split())
+    bad = runner.invoke(app, ["adapt-text", "everything", *base, "--output", str(tmp_path / "x.txt")])
+    assert bad.exit_code == 1 and "use task" in bad.output and not (tmp_path / "x.txt").exists()
+    (tmp_path / "corpus" / "qa" / "train.spacy").unlink()
+    missing = runner.invoke(app, ["adapt-text", "task", *base, "--output", str(tmp_path / "x.txt")])
+    assert missing.exit_code == 1 and "qa/train.spacy not found" in missing.output
+    checked = runner.invoke(app, ["check-data", str(tmp_path / "empty"), "--adapt-on", "sometimes"])
+    assert checked.exit_code == 1 and "adapt_on='sometimes'" in checked.output

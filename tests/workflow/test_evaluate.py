@@ -72,3 +72,29 @@ def test_a_good_evaluation_replaces_the_metrics(pipeline, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| ner | 1 | ents_f |" in (metrics / "summary.md").read_text()
     assert sorted(p.name for p in metrics.iterdir()) == ["ner.json", "summary.md"]  # no temporary files left
+
+
+def test_compare_scores_both_pipelines_and_writes_one_row_per_task(pipeline, tmp_path):
+    """`--compare NAME=PIPELINE` (the adapt workflow): both pipelines on the same dev set, the
+    second one's metrics under OUTPUT/NAME, and a comparison row whose difference is computed
+    from the two metrics files."""
+    import json
+
+    other = tmp_path / "other"
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler", name="ner")  # finds one of the dev doc's two entities
+    ruler.add_patterns([{"label": "PER", "pattern": "Alice"}])
+    nlp.to_disk(other)
+    metrics = tmp_path / "metrics"
+    args = ["evaluate", str(pipeline / "pipeline"), "--dev", f"ner={pipeline / 'dev.spacy'}", "--output", str(metrics),
+            "--name", "finetune", "--compare", f"adapted={other}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    base = json.loads((metrics / "ner.json").read_text())["scores"]["ents_f"]
+    theirs = json.loads((metrics / "adapted" / "ner.json").read_text())["scores"]["ents_f"]
+    summary = (metrics / "summary.md").read_text()
+    assert "| task | score | finetune | adapted | difference |" in summary
+    assert f"| ner | ents_f | {base:.3f} | {theirs:.3f} | {theirs - base:+.3f} |" in summary
+    assert theirs > base  # the fixture's ner is untrained
+    bad = CliRunner().invoke(app, args[:-1] + ["ner=" + str(other)])
+    assert bad.exit_code == 1 and "not a task's name" in bad.output

@@ -141,3 +141,40 @@ def test_all_refuses_the_demo_sizes_and_finetune_needs_a_checkpoint(tmp_path):
     proc = spacy_project(project, "finetune", vars={"data_dir": str(data), "checkpoint": str(not_electra)}, check=False)
     assert proc.returncode != 0 and "gpt2" in proc.stderr
     assert not any((project / "training").iterdir())  # refused before any training
+
+
+ADAPT = {
+    "tagger_steps": 4, "ner_steps": 4, "textcat_steps": 4, "qa_steps": 2, "eval_frequency": 2, "train_limit": 10,
+    "dev_limit": 4, "eval_limit": 4, "adapt_steps": 3, "learn_rate": 0.001,
+}
+
+
+def test_adapt_continues_pretraining_from_the_checkpoint_and_compares_with_finetune(tmp_path):
+    """The adapt workflow at toy sizes: continued RTD from vars.checkpoint on the tasks' own text,
+    the four tasks fine-tuned from the adapted encoder, and metrics/summary.md with one
+    comparison row per task against fine-tuning from the checkpoint itself."""
+    from safetensors.torch import load_file
+
+    from ..conftest import make_hf_checkpoint
+
+    project = project_copy(tmp_path)
+    data = write_data_dir(tmp_path / "data", n_train=12, n_dev=4)
+    make_hf_checkpoint(tmp_path / "ckpt", "ElectraForPreTraining", random_all=False)
+    vars = {**ADAPT, "data_dir": str(data), "checkpoint": str(tmp_path / "ckpt")}
+    first = spacy_project(project, "adapt", vars=vars)
+    text = (project / "corpus" / "adapt_text.txt").read_text()
+    assert "Wrote" in first.stdout and text.strip()  # the tasks' own training text
+    adapted = load_file(project / "training" / "adapt" / "discriminator" / "model.safetensors")
+    original = load_file(project / "checkpoints" / "encoder" / "model.safetensors")
+    name = next(k for k in adapted if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not (adapted[name] == original[name]).all()  # continued pretraining moved the weights
+    summary = (project / "metrics" / "summary.md").read_text()
+    assert "| task | score | finetune | adapted | difference |" in summary
+    for task, key in MAIN_SCORES.items():
+        base = json.loads((project / "metrics" / f"{task}.json").read_text())["scores"]
+        other = json.loads((project / "metrics" / "adapted" / f"{task}.json").read_text())["scores"]
+        main = next(k for k in (key, "qa_f1", "ents_f", "cats_score", "tag_acc") if k in base)
+        assert f"| {task} | " in summary.split("difference |")[1], task
+        assert main in other
+    second = spacy_project(project, "adapt", vars=vars)
+    assert "Running command" not in second.stdout, second.stdout[-3000:]
