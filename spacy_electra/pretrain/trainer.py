@@ -37,7 +37,7 @@ from .config import PretrainConfig, TrainingSettings, write_config
 from .corpus import PackedCorpus, open_or_build
 from .init import InitSources, build_from_init, read_init
 from .masking import Masked, mask_tokens, token_types
-from .objective import MaskedLanguageModel, ReplacedTokenDetection
+from .objective import AUC_BINS, MaskedLanguageModel, ReplacedTokenDetection, histogram_auc
 from .optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,8 +205,12 @@ def binary_entropy(p: float) -> float:
 
 
 def summarise(sums: Tensor, objective: str) -> Dict[str, float]:
-    """Interval sums [gen_loss, disc_loss, *STAT_NAMES, n_selected, n_tokens] -> means."""
-    values = dict(zip(("gen_loss", "disc_loss") + STAT_NAMES + ("n_selected", "n_tokens"), sums.tolist()))
+    """Interval sums [gen_loss, disc_loss, *STAT_NAMES, AUC histograms (2 x AUC_BINS), n_selected,
+    n_tokens] -> means."""
+    n_stats = len(STAT_NAMES)
+    histograms = sums[2 + n_stats : 2 + n_stats + 2 * AUC_BINS]
+    counts = torch.cat([sums[: 2 + n_stats], sums[2 + n_stats + 2 * AUC_BINS :]])
+    values = dict(zip(("gen_loss", "disc_loss") + STAT_NAMES + ("n_selected", "n_tokens"), counts.tolist()))
     n_sel, n_tok = max(values["n_selected"], 1.0), max(values["n_tokens"], 1.0)
     out = {
         "gen_loss": values["gen_loss"] / n_sel,
@@ -223,6 +227,8 @@ def summarise(sums: Tensor, objective: str) -> Dict[str, float]:
             prior_loss=binary_entropy(replaced),
             replaced_frac=replaced,
             disc_recall=values["replaced_found"] / max(values["replaced"], 1.0),
+            # 0.5 is chance, whatever the prior
+            disc_auc=histogram_auc(histograms[:AUC_BINS], histograms[AUC_BINS:]),
             sampled_acc=values["sampled_correct"] / n_sel,
         )
     return out
@@ -259,7 +265,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    interval: Tensor  # [gen_loss, disc_loss, *STAT_NAMES, n_selected, n_tokens] since the last log line
+    interval: Tensor  # [gen_loss, disc_loss, *STAT_NAMES, AUC histograms, n_selected, n_tokens] since the last log line
     step: int = 0
     examples: int = 0
     session_steps: int = 0  # steps of this invocation, for training.stop_after_steps
@@ -384,7 +390,7 @@ def _build_run(
     optimizer = build_optimizer(model, t, fused=proc.device.type == "cuda")
     scheduler = build_scheduler(optimizer, t)
     scaler = torch.amp.GradScaler(proc.device.type, enabled=t.precision == "fp16")
-    interval = torch.zeros(2 + len(STAT_NAMES) + 2, device=proc.device)
+    interval = torch.zeros(2 + len(STAT_NAMES) + 2 * AUC_BINS + 2, device=proc.device)
     return _Run(config, output, proc, vocab, corpus, model, model, optimizer, scheduler, scaler, interval)
 
 
@@ -604,6 +610,7 @@ def format_metrics(metrics: Dict[str, float]) -> str:
             f"disc_acc {metrics['disc_acc']:.4f} (prior {metrics['prior_acc']:.4f})",
             f"replaced {metrics['replaced_frac']:.3f}",
             f"recall {metrics['disc_recall']:.3f}",
+            f"disc_auc {metrics['disc_auc']:.3f}" if metrics.get("disc_auc") is not None else "disc_auc -",
         ]
     steps_per_s = 1.0 / max(metrics["seconds_per_step"], 1e-9)
     parts += [f"{steps_per_s:.3g} steps/s", f"{metrics['tokens_per_s']:.0f} tok/s", f"lr {metrics['lr']:.2e}",

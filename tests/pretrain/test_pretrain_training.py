@@ -76,7 +76,7 @@ def test_cli_run_logs_checkpoints_and_exports(data, tmp_path):
 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6, 8]
-    for key in ("gen_loss", "disc_loss", "disc_acc", "prior_acc", "replaced_frac", "tokens_per_s", "lr"):
+    for key in ("gen_loss", "disc_loss", "disc_acc", "prior_acc", "replaced_frac", "disc_auc", "tokens_per_s", "lr"):
         assert all(np.isfinite(r[key]) for r in log), key
     assert 0.02 < log[-1]["replaced_frac"] < 0.2
     assert (out / "checkpoints" / "last.pt").exists() and not list((out / "checkpoints").glob("*.tmp*"))
@@ -186,3 +186,27 @@ def test_export_is_usable_as_checkpoint_of_the_spacy_component(data, tmp_path):
     doc = nlp("new york is a city")
     hidden = doc._.trf_data.model_output.last_hidden_state
     assert hidden.shape[-1] == load_config(TINY).discriminator_config(60).hidden_size
+
+
+def test_the_discriminator_auc_from_histograms_equals_the_rank_auc():
+    """disc_auc (logged beside the loss and its prior) from per-bin counts that add up across
+    micro-batches and processes: equal to the exact rank AUC when scores fall in distinct bins,
+    ties in one bin counted half (as the rank AUC counts tied scores)."""
+    from spacy_electra.pretrain.objective import AUC_BINS, histogram_auc, score_histograms
+
+    def rank_auc(scores, labels):
+        pos = [s for s, y in zip(scores, labels) if y]
+        neg = [s for s, y in zip(scores, labels) if not y]
+        return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+    probs = torch.tensor([0.015, 0.235, 0.455, 0.605, 0.805, 0.995, 0.305, 0.705])  # 8 distinct bins
+    labels = torch.tensor([False, True, False, True, False, True, True, False])
+    logits = torch.logit(probs).reshape(2, 4)
+    hist = score_histograms(logits, labels.reshape(2, 4), torch.ones(2, 4, dtype=torch.bool))
+    assert hist.shape == (2 * AUC_BINS,) and hist.sum() == 8
+    assert histogram_auc(hist[:AUC_BINS], hist[AUC_BINS:]) == pytest.approx(rank_auc(probs.tolist(), labels.tolist()))
+    # padding is not counted; ties in one bin count half; one class only gives None
+    on = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    hist = score_histograms(torch.zeros(2, 4), labels.reshape(2, 4), on)
+    assert hist.sum() == 6 and histogram_auc(hist[:AUC_BINS], hist[AUC_BINS:]) == 0.5
+    assert histogram_auc(hist[:AUC_BINS], torch.zeros(AUC_BINS)) is None
