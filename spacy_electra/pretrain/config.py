@@ -31,6 +31,7 @@ SHAPE_KEYS = ("embedding_size", "hidden_size", "num_hidden_layers", "num_attenti
 OBJECTIVES = ("rtd", "mlm")
 GENERATOR_BUILDS = ("lower_layers", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "adam_reference")
 FORMATS = ("auto", "lines", "blank", "wiki", "spacy")
 
 
@@ -77,7 +78,12 @@ class TrainingSettings:
     """Optimisation and bookkeeping. The learning rate rises linearly for the warmup and falls
     linearly to zero at ``max_steps``; the warmup is ``warmup_fraction`` of ``max_steps`` (so
     ``--training.max_steps`` rescales the whole schedule) unless ``warmup_steps`` fixes it in steps,
-    which then takes precedence."""
+    which then takes precedence.
+
+    ``optimizer``: ``adamw`` is torch's AdamW (bias-corrected moments); ``adam_reference`` is the
+    update of google-research/electra's ``AdamWeightDecayOptimizer`` (BERT's): no bias correction,
+    so the first steps move by ``lr x m / sqrt(v)`` with both moments still near zero, i.e. much
+    less than AdamW's first steps; weight decay is added to the update as in AdamW."""
 
     max_steps: int = 1000
     batch_size: int = 128
@@ -89,6 +95,7 @@ class TrainingSettings:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-6
+    optimizer: str = "adamw"
     max_grad_norm: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -185,6 +192,8 @@ class PretrainConfig:
         if c.seq_length < 8 or c.seq_length > m.max_position_embeddings:
             raise ConfigError(f"corpus.seq_length={c.seq_length} must be in [8, model.max_position_embeddings"
                               f"={m.max_position_embeddings}].")
+        if t.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"training.optimizer={t.optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
         if t.precision not in PRECISIONS:
             raise ConfigError(f"training.precision={t.precision!r}: use one of {', '.join(PRECISIONS)}.")
         for key in ("max_steps", "batch_size", "grad_accumulation", "checkpoint_every", "log_every"):
