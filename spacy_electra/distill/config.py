@@ -11,6 +11,9 @@
   ``temperature``  T of the soft targets (teacher and student logits are divided by it).
   ``soft_weight``  weight of the distillation term T^2 * KL(teacher || student).
   ``gold_weight``  weight of the component's own loss on gold annotations, where a doc has them.
+  ``hidden_weight`` weight of the mean squared error between each student layer's output and
+                   that of the teacher layer it started from (and between the embedding
+                   outputs); 0 turns it off. Students of the teacher's width only.
 [training]
   ``max_steps``, ``batch_size`` (docs per step), ``learn_rate`` (constant after a linear
   ``warmup_steps``, so a resumed or extended run keeps the same schedule), ``grad_clip``,
@@ -46,6 +49,7 @@ class LossSettings:
     temperature: float = 2.0
     soft_weight: float = 1.0
     gold_weight: float = 0.5
+    hidden_weight: float = 0.0
 
 
 @dataclass
@@ -106,8 +110,10 @@ class DistillConfig:
             raise DistillError(f"student.hidden_size={s.hidden_size} must be positive (or null for the teacher's).")
         if not loss.temperature > 0:
             raise DistillError(f"loss.temperature={loss.temperature} must be positive.")
-        if loss.soft_weight < 0 or loss.gold_weight < 0 or loss.soft_weight + loss.gold_weight == 0:
-            raise DistillError("loss.soft_weight and loss.gold_weight must be >= 0 and not both 0.")
+        if min(loss.soft_weight, loss.gold_weight, loss.hidden_weight) < 0 or loss.soft_weight + loss.gold_weight == 0:
+            raise DistillError("loss.soft_weight, gold_weight and hidden_weight must be >= 0, soft_weight and gold_weight not both 0.")
+        if loss.hidden_weight and s.hidden_size is not None:
+            raise DistillError("loss.hidden_weight needs a student of the teacher's width: set student.hidden_size = null or loss.hidden_weight = 0.")
         for key in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(t, key) < 1:
                 raise DistillError(f"training.{key}={getattr(t, key)} must be at least 1.")

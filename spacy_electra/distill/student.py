@@ -94,13 +94,13 @@ def encoder_sizes(nlp: Language) -> Dict[str, Tuple[int, int]]:
     """(layers, hidden size) of the encoder of each trained component that owns one."""
     out = {}
     for name in trained_components(nlp):
-        module = _own_encoder(component(nlp, name).model)
+        module = own_encoder(component(nlp, name).model)
         if module is not None:
             out[name] = (module.config.num_hidden_layers, module.config.hidden_size)
     return out
 
 
-def _own_encoder(model: Model) -> Optional[WindowedEncoder]:
+def own_encoder(model: Model) -> Optional[WindowedEncoder]:
     for node in model.walk():
         if node.shims and isinstance(node.shims[0], ElectraShim) and "all_layers" in node.attrs:
             return get_encoder(node)
@@ -169,7 +169,7 @@ def build_student(teacher_path: Union[str, Path], settings: StudentSettings) -> 
     picked: Dict[str, List[int]] = {}
     for name in trained_components(student):
         model = component(student, name).model
-        teacher_module = _own_encoder(model)
+        teacher_module = own_encoder(model)
         if teacher_module is None:
             continue
         module, layer_map = small_encoder(teacher_module, settings)
@@ -220,7 +220,7 @@ def _replace(model: Model, ref: str, new: Model) -> None:
 def _reset_scalar_mix(nlp: Language, name: str) -> None:
     """A scalar mix over another number of layers starts again from equal weights."""
     pipe = component(nlp, name)
-    owner = _own_encoder(pipe.model)
+    owner = own_encoder(pipe.model)
     if owner is None:
         upstream = [p for _, p in nlp.pipeline if isinstance(p, ElectraTransformer) and name in p.listening_components]
         owner = get_encoder(upstream[0].model) if upstream else None

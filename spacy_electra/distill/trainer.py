@@ -9,7 +9,11 @@ components' own losses are (``pipes/heads.py``):
 per-label sigmoid (multi-label textcat) of the logits divided by the temperature T; the gradient
 w.r.t. the student's logits is ``T * (student_T - teacher_T)``. The gold term comes from the
 component's ``get_loss`` and is zero where a doc has no gold annotation for it (plain text,
-JSONL, a .spacy doc without that annotation). Hidden-state matching is not part of the loss.
+JSONL, a .spacy doc without that annotation). With ``hidden_weight`` > 0, each encoder adds
+``hidden_weight * sum_j MSE(student layer j, teacher layer layer_map[j])`` (the embedding
+outputs included as layer "-1"), the mean over the non-padding pieces and the width, on each
+doc's first ``max_position_embeddings`` pieces as one window; its gradient reaches the student's
+torch weights directly and is applied by the same optimizer step.
 
 A step runs as ``nlp.update`` does: a shared ``electra_transformer`` runs once
 (``ElectraTransformer.update``) and hands its output to the listeners of the heads; each head's
@@ -46,6 +50,7 @@ from ..checkpoint.training_state import read_training_state
 from ..pipes.heads import TokenClassifierPipe
 from ..pipes.textcat import ElectraTextCat
 from ..pipes.transformer import ElectraTransformer
+from ..torch_model.windowed import WindowedEncoder
 from .config import DistillConfig, DistillError
 from .corpus import has_gold, read_corpus
 from .student import (
@@ -56,6 +61,7 @@ from .student import (
     encoder_sizes,
     labels_of,
     load_teacher,
+    own_encoder,
     trained_components,
 )
 
@@ -126,8 +132,43 @@ def teacher_logits(teacher: Language, docs: List[Any]) -> Dict[str, Any]:
     return out
 
 
-def train_step(student: Language, teacher: Language, examples: List[Example], optimizer: Optimizer, config: DistillConfig) -> Dict[str, float]:
-    """One update of the student on ``examples``; returns the loss of each distilled head."""
+def hidden_loss(teacher: WindowedEncoder, student: WindowedEncoder, docs: List[Any], layer_map: List[int], weight: float, dropout: bool) -> float:
+    """The hidden-state term of one encoder (module docstring); backpropagates it into the
+    student's torch parameters and returns its value."""
+    vocab = student.wordpiece
+    limit = student.config.max_position_embeddings - 2
+    rows: List[List[int]] = []
+    for pieces in vocab.encode_batch([[token.text for token in doc] for doc in docs]):
+        rows.append([vocab.cls_id, *(int(i) for i in pieces.ids[:limit]), vocab.sep_id])
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), vocab.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    device = next(student.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    with torch.no_grad():
+        targets = teacher.encoder.encode_layers(ids, mask, dropout=False)
+    outputs = student.encoder.encode_layers(ids, mask, dropout=dropout)
+    keep = mask.bool()
+    pairs = [(outputs[0], targets[0])] + [(outputs[j + 1], targets[i + 1]) for j, i in enumerate(layer_map)]
+    loss = torch.stack([torch.nn.functional.mse_loss(s[keep], t[keep]) for s, t in pairs]).sum()
+    (weight * loss).backward()
+    return weight * float(loss.detach())
+
+
+def train_step(
+    student: Language,
+    teacher: Language,
+    examples: List[Example],
+    optimizer: Optimizer,
+    config: DistillConfig,
+    layer_maps: Optional[Dict[str, List[int]]] = None,
+) -> Dict[str, float]:
+    """One update of the student on ``examples``; returns the loss of each distilled head (and
+    ``hidden:NAME`` per encoder with ``loss.hidden_weight``; ``layer_maps`` gives, per
+    component that owns an encoder, the teacher layers its layers started from)."""
     docs = [eg.predicted for eg in examples]
     targets = teacher_logits(teacher, docs)
     heads = set(distilled_heads(student))
@@ -146,6 +187,11 @@ def train_step(student: Language, teacher: Language, examples: List[Example], op
             loss, d_scores = head_loss(pipe, examples, scores, targets[name], config)
             backprop(d_scores)
             losses[name] = loss
+    if config.loss.hidden_weight:
+        for name, layer_map in (layer_maps or {}).items():
+            t_module, s_module = own_encoder(component(teacher, name).model), own_encoder(component(student, name).model)
+            if t_module is not None and s_module is not None:
+                losses[f"hidden:{name}"] = hidden_loss(t_module, s_module, docs, layer_map, config.loss.hidden_weight, drop > 0)
     for name in trained:
         component(student, name).finish_update(optimizer)
     return losses
@@ -287,13 +333,16 @@ def _write_pipeline(nlp: Language, path: Path) -> None:
         nlp.to_disk(tmp)
 
 
-def _save_checkpoint(output: Path, student: Language, optimizer: Optimizer, step: int, best: Optional[float], config: DistillConfig, teacher: Path) -> None:
+def _save_checkpoint(
+    output: Path, student: Language, optimizer: Optimizer, step: int, best: Optional[float], config: DistillConfig,
+    teacher: Path, layer_maps: Dict[str, List[int]],
+) -> None:
     names = trained_components(student)
     with atomic_folder(output / CHECKPOINT) as tmp:
         student.to_disk(tmp / "student")
         torch.save(
             {"step": step, "best": best, "optimizer": optimizer_state(optimizer, student, names),
-             "config": run_identity(config), "teacher": str(teacher)},
+             "config": run_identity(config), "teacher": str(teacher), "layer_maps": layer_maps},
             tmp / STATE,
         )
 
@@ -337,7 +386,7 @@ def distill(
                 f"{output} holds a distillation with other settings; rerun with the same settings to continue "
                 "(training.max_steps, eval_every, checkpoint_every and progress_bar may change), or use a new output folder."
             )
-        picked: Dict[str, List[int]] = {}
+        picked: Dict[str, List[int]] = {k: [int(i) for i in v] for k, v in dict(state.get("layer_maps") or {}).items()}
     else:
         student, picked = build_student(teacher_path, config.student)
     train = read_corpus(student, corpus, t.max_docs)
@@ -363,7 +412,7 @@ def distill(
             fix_random_seed(t.seed + step)
             batch = [train[i] for i in batch_indices(len(train), min(t.batch_size, len(train)), t.seed, step)]
             optimizer.learn_rate = learn_rate_at(config, step)
-            losses = train_step(student, teacher, batch, optimizer, config)
+            losses = train_step(student, teacher, batch, optimizer, config, picked)
             step += 1
             record: Dict[str, Any] = {"step": step, "loss": losses}
             if dev_examples is not None and (step % t.eval_every == 0 or step == t.max_steps):
@@ -373,7 +422,7 @@ def distill(
                     best = score
                     _write_pipeline(student, output / "model-best")
             if step % t.checkpoint_every == 0 or step == t.max_steps:
-                _save_checkpoint(output, student, optimizer, step, best, config, teacher_path)
+                _save_checkpoint(output, student, optimizer, step, best, config, teacher_path, picked)
             _append_log(output / "distill_log.jsonl", record, step)
             if bar is not None:
                 bar.update(1)

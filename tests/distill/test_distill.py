@@ -266,3 +266,24 @@ def test_existing_student_with_other_labels(teacher, tmp_path):
     one_line_error(run_cli(teacher["path"], out, "--corpus", teacher["corpus"], "--layers", 1, "--training.learn_rate", 0.5), "other settings")
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert (out / "checkpoints" / "last" / "state.pt").stat().st_mtime_ns == stamp
+
+
+def test_hidden_state_loss_trains_the_encoders_and_survives_a_resume(teacher, tmp_path):
+    config = DistillConfig.from_dict({"student": {"layers": 1}, "loss": {"hidden_weight": 1.0, "soft_weight": 0.1, "gold_weight": 0.0},
+                                      "training": {"max_steps": 8, "batch_size": 8, "learn_rate": 0.003, "warmup_steps": 0,
+                                                   "dropout": 0.0, "checkpoint_every": 4, "progress_bar": False}})
+    seen = []
+
+    def stop(step, losses):
+        seen.append(losses)
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher["path"], tmp_path / "out", teacher["corpus"], config, on_step=stop)
+    distill(teacher["path"], tmp_path / "out", teacher["corpus"], config, on_step=lambda step, losses: seen.append(losses))
+    assert [set(losses) for losses in seen] == [{"tagger", "ner", "textcat", "hidden:electra_transformer", "hidden:textcat"}] * 9
+    for name in ("hidden:electra_transformer", "hidden:textcat"):
+        assert seen[-1][name] < seen[0][name]
+    with pytest.raises(DistillError, match="teacher's width"):
+        DistillConfig.from_dict({"student": {"hidden_size": 16}, "loss": {"hidden_weight": 1.0}})
