@@ -15,8 +15,7 @@ ELECTRA encoder replaced by a smaller one.
   encoder (output layers, [CLS] dense layer) start fresh, drawn as a new ELECTRA encoder and a
   new Thinc layer would be. ``intermediate_size`` shrinks in proportion; the attention heads
   stay as many as the teacher's where the width divides, else the largest count that does.
-* At the teacher's width the heads are the teacher's (copied with the pipeline); a scalar-mix
-  listener starts again from equal weights, as the number of layers it mixes changed.
+* At the teacher's width the heads are the teacher's (copied with the pipeline).
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ from spacy.language import Language
 from spacy_transformers.layers.listener import TransformerListener
 from thinc.api import Gelu, Linear, Model
 
-from ..layers.listeners import scalar_mix
 from ..layers.shim import ElectraShim
 from ..layers.torch_encoder import get_encoder, set_encoder
 from ..pipes.heads import ElectraHead
@@ -177,8 +175,6 @@ def build_student(teacher_path: Union[str, Path], settings: StudentSettings) -> 
         picked[name] = layer_map
         if module.config.hidden_size != teacher_module.config.hidden_size:
             _refit_widths(student, name, module.config.hidden_size)
-    for name in distilled_heads(student):
-        _reset_scalar_mix(student, name)
     return student, picked
 
 
@@ -215,22 +211,3 @@ def _replace(model: Model, ref: str, new: Model) -> None:
         for name in node.ref_names:
             if node.has_ref(name) and node.get_ref(name) is old:
                 node.set_ref(name, new)
-
-
-def _reset_scalar_mix(nlp: Language, name: str) -> None:
-    """A scalar mix over another number of layers starts again from equal weights."""
-    pipe = component(nlp, name)
-    owner = own_encoder(pipe.model)
-    if owner is None:
-        upstream = [p for _, p in nlp.pipeline if isinstance(p, ElectraTransformer) and name in p.listening_components]
-        owner = get_encoder(upstream[0].model) if upstream else None
-    if owner is None:
-        return
-    n = owner.config.num_hidden_layers + 1
-    for node in list(pipe.model.walk()):
-        if node.name == "electra_scalar_mix" and node.has_dim("nL") and node.get_dim("nL") != n:
-            mix = scalar_mix()
-            mix.set_dim("nL", n)
-            for parent in pipe.model.walk():
-                parent.layers[:] = [mix if layer is node else layer for layer in parent.layers]
-            mix.initialize()

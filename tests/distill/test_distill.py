@@ -226,9 +226,10 @@ def one_line_error(result, match):
     assert len(lines) == 1 and lines[0].startswith("Error:") and match in lines[0], result.output
 
 
-def test_cli_distills(teacher, tmp_path):
-    result = run_cli(teacher["path"], tmp_path / "out", "--corpus", teacher["corpus"], "--layers", 1, "--max-steps", 2,
-                     "--training.batch_size", 4)
+def test_cli_distills_from_a_gold_corpus(teacher, tmp_path):
+    """The .spacy corpus has tags, entities and cats: every head's gold term is used."""
+    result = run_cli(teacher["path"], tmp_path / "out", "--corpus", teacher["dev"], "--layers", 1, "--max-steps", 2,
+                     "--training.batch_size", 4, "--loss.gold_weight", 1.0)
     assert result.exit_code == 0, result.output
     assert "after 2 steps (electra_transformer: 1 layers, hidden 32, textcat: 1 layers, hidden 32)" in result.output
 
@@ -287,3 +288,43 @@ def test_hidden_state_loss_trains_the_encoders_and_survives_a_resume(teacher, tm
         assert seen[-1][name] < seen[0][name]
     with pytest.raises(DistillError, match="teacher's width"):
         DistillConfig.from_dict({"student": {"hidden_size": 16}, "loss": {"hidden_weight": 1.0}})
+
+
+def test_multilabel_textcat_distills_from_a_gold_corpus(teacher, tmp_path):
+    """A sigmoid head alone (own encoder), trained from a .spacy corpus whose gold cats feed
+    the gold term."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("electra_textcat_multilabel", name="labels", config={"model": {"tok2vec": trf_config(teacher["checkpoint"])}})
+    rng = random.Random(3)
+    examples = []
+    for _ in range(8):
+        words = sentence(rng)
+        examples.append(Example.from_dict(Doc(nlp.vocab, words=words), {"cats": {"PLACE": float(any(w in PLACES for w in words)), "CAFE": float("cafe" in words)}}))
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(tmp_path / "teacher")
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "train.spacy")
+    seen = []
+    result = distill(tmp_path / "teacher", tmp_path / "out", tmp_path / "train.spacy", settings(max_steps=3, batch_size=4),
+                     dev=tmp_path / "train.spacy", on_step=lambda step, losses: seen.append(losses["labels"]))
+    assert result["sizes"] == {"labels": (1, 32)} and len(seen) == 3 and result["best"] is not None
+    doc = spacy.load(tmp_path / "out" / "model-last")("the london cafe")
+    assert set(doc.cats) == {"PLACE", "CAFE"}
+
+
+def test_teacher_folder_that_is_no_pipeline(tmp_path):
+    (tmp_path / "c.txt").write_text("the city\n")
+    one_line_error(run_cli(tmp_path, tmp_path / "out", "--corpus", tmp_path / "c.txt"), "not a trained spaCy pipeline folder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_component_that_listens_but_cannot_be_distilled_is_refused(teacher, tmp_path):
+    nlp = spacy.load(teacher["path"])
+    nlp.add_pipe("tagger", name="spacy_tagger", config={"model": {"tok2vec": {"@architectures": "spacy_electra.ElectraListener.v1"}}})
+    examples = [gold_example(nlp, sentence(random.Random(i))) for i in range(4)]
+    nlp.get_pipe("electra_transformer").find_listeners(nlp.get_pipe("spacy_tagger"))
+    nlp.get_pipe("spacy_tagger").initialize(lambda: examples, nlp=nlp)
+    nlp.to_disk(tmp_path / "teacher")
+    one_line_error(run_cli(tmp_path / "teacher", tmp_path / "out", "--corpus", teacher["corpus"]), "spacy_tagger listen to 'electra_transformer'")
+    assert not (tmp_path / "out").exists()
