@@ -347,14 +347,16 @@ def _save_checkpoint(
         )
 
 
-def _append_log(path: Path, record: Dict[str, Any], step: int) -> None:
-    """Append ``record``, first dropping lines of steps after ``step`` (an interrupted run's)."""
-    lines = []
-    if path.exists():
-        lines = [line for line in path.read_text(encoding="utf8").splitlines() if line.strip() and json.loads(line).get("step", 0) < step]
-    lines.append(json.dumps(record, sort_keys=True))
-    with atomic_file(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf8")
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines of steps after ``step`` (an interrupted run's, which a resumed run
+    takes again), so the log has each step once."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if kept != lines:
+        with atomic_file(path) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf8")
 
 
 def distill(
@@ -401,6 +403,8 @@ def distill(
         restore_optimizer(optimizer, state["optimizer"], student, names)
         step, best = int(state["step"]), state.get("best")
     output.mkdir(parents=True, exist_ok=True)
+    log_path = output / "distill_log.jsonl"
+    _truncate_log(log_path, step)
     bar = None
     if t.progress_bar:
         from tqdm import tqdm
@@ -423,7 +427,8 @@ def distill(
                     _write_pipeline(student, output / "model-best")
             if step % t.checkpoint_every == 0 or step == t.max_steps:
                 _save_checkpoint(output, student, optimizer, step, best, config, teacher_path, picked)
-            _append_log(output / "distill_log.jsonl", record, step)
+            with log_path.open("a", encoding="utf8") as log:
+                log.write(json.dumps(record, sort_keys=True) + "\n")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(losses.values()):.3f}", **({"dev": f"{best:.3f}"} if best is not None else {}))
