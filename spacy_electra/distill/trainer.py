@@ -328,7 +328,15 @@ def run_identity(config: DistillConfig) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def _write_pipeline(nlp: Language, path: Path) -> None:
+def _write_pipeline(nlp: Language, path: Path, teacher: Language, step: int, scores: Optional[Dict[str, Any]]) -> None:
+    """Save ``nlp`` atomically; its meta says what it was distilled from, and its
+    ``performance`` is its own dev scores (none without a dev set), not the teacher's."""
+    nlp.meta["performance"] = {k: v for k, v in (scores or {}).items() if v is not None}
+    nlp.meta["distill"] = {
+        "teacher": f"{teacher.meta.get('lang', '')}_{teacher.meta.get('name', '')}-{teacher.meta.get('version', '')}",
+        "step": step,
+        "encoders": {name: {"layers": n, "hidden_size": h} for name, (n, h) in encoder_sizes(nlp).items()},
+    }
     with atomic_folder(path) as tmp:
         nlp.to_disk(tmp)
 
@@ -411,6 +419,7 @@ def distill(
 
         bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=2.0)
     losses: Dict[str, float] = {}
+    scores: Optional[Dict[str, Any]] = None
     try:
         while step < t.max_steps:
             fix_random_seed(t.seed + step)
@@ -420,11 +429,11 @@ def distill(
             step += 1
             record: Dict[str, Any] = {"step": step, "loss": losses}
             if dev_examples is not None and (step % t.eval_every == 0 or step == t.max_steps):
-                score, _ = dev_score(student, dev_examples)
+                score, scores = dev_score(student, dev_examples)
                 record["dev_score"] = score
                 if best is None or score > best:
                     best = score
-                    _write_pipeline(student, output / "model-best")
+                    _write_pipeline(student, output / "model-best", teacher, step, scores)
             if step % t.checkpoint_every == 0 or step == t.max_steps:
                 _save_checkpoint(output, student, optimizer, step, best, config, teacher_path, picked)
             with log_path.open("a", encoding="utf8") as log:
@@ -437,6 +446,6 @@ def distill(
     finally:
         if bar is not None:
             bar.close()
-    _write_pipeline(student, output / "model-last")
+    _write_pipeline(student, output / "model-last", teacher, step, scores)
     sizes = encoder_sizes(student)
     return {"step": step, "best": best, "losses": losses, "layers": picked, "sizes": sizes}

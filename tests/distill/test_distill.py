@@ -171,6 +171,9 @@ def test_loss_falls_and_the_student_agrees_more_with_the_teacher(teacher, tmp_pa
     after = agreement(nlp, spacy.load(tmp_path / "out" / "model-last"), texts(teacher))
     assert after > before
     assert result["best"] is not None and (tmp_path / "out" / "model-best" / "config.cfg").exists()
+    meta = json.loads((tmp_path / "out" / "model-last" / "meta.json").read_text())
+    assert meta["distill"]["encoders"] == {"electra_transformer": {"layers": 1, "hidden_size": 32}, "textcat": {"layers": 1, "hidden_size": 32}}
+    assert meta["distill"]["step"] == 30 and "ents_f" in meta["performance"]
     assert "dev_score" in log[2]
 
 
