@@ -331,3 +331,12 @@ def test_a_component_that_listens_but_cannot_be_distilled_is_refused(teacher, tm
     nlp.to_disk(tmp_path / "teacher")
     one_line_error(run_cli(tmp_path / "teacher", tmp_path / "out", "--corpus", teacher["corpus"]), "spacy_tagger listen to 'electra_transformer'")
     assert not (tmp_path / "out").exists()
+
+
+def test_student_runs_onnx_int8(teacher, tmp_path):
+    pytest.importorskip("onnxruntime")
+    distill(teacher["path"], tmp_path / "out", teacher["corpus"], settings(max_steps=1))
+    student = spacy.load(tmp_path / "out" / "model-last")
+    fp32 = [doc.cats["PLACE"] for doc in student.pipe(texts(teacher))]
+    assert set(set_inference(student, "onnx-int8").values()) == {"onnx-int8"}
+    assert np.allclose(fp32, [doc.cats["PLACE"] for doc in student.pipe(texts(teacher))], atol=0.1)
