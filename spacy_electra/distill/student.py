@@ -6,10 +6,11 @@ ELECTRA encoder replaced by a smaller one.
   ``electra_transformer``. Any other component is kept as the teacher has it and not trained;
   one that listens to a distilled ``electra_transformer`` is refused (its input would change
   under it).
-* Layers: student layer j (1-based) of k starts from teacher layer ``round(j * L / k)`` (1-based)
-  of L (rounded half up), so the layers are evenly spaced and the last is the teacher's top layer: 6 -> 3 takes
-  teacher layers [1, 3, 5] (0-based), 12 -> 4 takes [2, 5, 8, 11], any L -> 1 the top one.
-  ``student.layer_map`` names them explicitly. The embeddings (and their projection) are copied.
+* Layers: student layer j (1-based) of k starts from teacher layer j * L / k (1-based, rounded
+  half up) of L, so the layers are evenly spaced and the last is the teacher's top layer: 6 -> 3
+  takes teacher layers [1, 3, 5] (0-based), 12 -> 4 takes [2, 5, 8, 11], any L -> 1 the top one.
+  ``student.layer_map`` names them explicitly. The embeddings (and, at the teacher's width,
+  their projection) are copied.
 * A narrower ``hidden_size``: the embeddings are still copied (they keep ``embedding_size``);
   the projection to the new width, the transformer layers and every head layer that reads the
   encoder (output layers, [CLS] dense layer) start fresh, drawn as a new ELECTRA encoder and a
