@@ -13,7 +13,7 @@ from .cli_errors import OneLineErrors, verbose_option
 
 app = typer.Typer(
     name="spacy-electra",
-    help="ELECTRA for spaCy: inspect and convert checkpoints, pretrain, build data.",
+    help="ELECTRA for spaCy: inspect and convert checkpoints, pretrain, distill, build data.",
     no_args_is_help=True,
     add_completion=False,
     cls=OneLineErrors,
@@ -109,11 +109,13 @@ def _export_component(nlp, name: str, output: Path):
 
 from .convert import convert_command  # noqa: E402
 from .convert_tf import convert_tf_command  # noqa: E402
+from .distill.commands import distill_command  # noqa: E402
 from .pretrain.commands import OVERRIDE_SETTINGS, pretrain_command, vocab_command  # noqa: E402
 
 app.command("convert")(convert_command)
 app.command("convert-tf")(convert_tf_command)
 app.command("pretrain", context_settings=OVERRIDE_SETTINGS)(pretrain_command)
+app.command("distill", context_settings=OVERRIDE_SETTINGS)(distill_command)
 app.command("vocab")(vocab_command)
 
 from .annotate.command import annotate_command  # noqa: E402

@@ -24,6 +24,7 @@ KNOWN_ERRORS: Tuple[Tuple[str, str], ...] = (
     ("spacy_electra.pretrain.config", "ConfigError"),
     ("spacy_electra.pretrain.corpus", "CorpusError"),
     ("spacy_electra.pretrain.trainer", "PretrainError"),
+    ("spacy_electra.distill.config", "DistillError"),
     ("spacy_electra.gpu", "GPUNotReady"),
 )
 

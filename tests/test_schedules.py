@@ -5,7 +5,7 @@ import pytest
 from spacy.util import load_config, registry
 
 CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.cfg")
-                 if not p.name.startswith(("pretrain_", "assemble")))
+                 if not p.name.startswith(("pretrain_", "assemble", "distill")))
 
 
 def rates(config_path, overrides):

@@ -190,7 +190,7 @@ def test_missing_checkpoint_of_the_shared_encoder_names_its_section(tmp_path):
 
 
 # -- configs ----------------------------------------------------------------------------------
-TRAIN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.cfg") if not p.name.startswith(("pretrain_", "assemble")))
+TRAIN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.cfg") if not p.name.startswith(("pretrain_", "assemble", "distill")))
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
