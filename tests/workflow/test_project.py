@@ -178,3 +178,7 @@ def test_adapt_continues_pretraining_from_the_checkpoint_and_compares_with_finet
         assert main in other
     second = spacy_project(project, "adapt", vars=vars)
     assert "Running command" not in second.stdout, second.stdout[-3000:]
+    # distill-ner (no workflow): a 1-layer student of the NER pipeline just trained
+    spacy_project(project, "distill-ner", vars={**vars, "student_layers": 1, "distill_steps": 2})
+    student = project / "training" / "students" / "ner" / "model-last"
+    assert json.loads((student / "meta.json").read_text())["pipeline"] == ["ner"]
