@@ -14,9 +14,12 @@ evaluation that followed it, if any):
   eval_pieces      padded pieces of the evaluation that ran after that update (0 if none)
 
 and every --deep-every steps the live Python objects (gc) and torch tensors (count and bytes).
-A leak keeps growing while the batch shapes stay within what was seen before; a high-water mark
-rises only when a new largest batch arrives, then plateaus (and `--trim-every` or
-MALLOC_ARENA_MAX=2 in the environment hands the free part back to the OS).
+A leak keeps growing while the batch shapes stay within what was seen before, and shows in
+inuse_mb and the tensor count; a high-water mark rises only when a new largest batch arrives, then
+plateaus. Resident memory that grows while inuse_mb stays flat is malloc keeping freed memory
+(free_mb): `--trim-every N` hands it back to the OS every N steps, as the
+spacy_electra.release_free_memory.v1 callback does; `--thinc-step` runs the optimizer step as it
+was before ElectraShim updated weights in place, to compare.
 
   OMP_NUM_THREADS=2 python benchmarks/train_memory.py configs/textcat.cfg OUT.csv \
       --paths.train corpus/sst2_train.spacy --paths.dev corpus/sst2_dev.spacy \
@@ -38,6 +41,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from spacy_electra.memory import release_free_memory
 
 CALLBACK = "spacy_electra_bench.train_memory.v1"
 
@@ -69,11 +74,6 @@ def malloc_mb() -> Dict[str, float]:
         return {"inuse_mb": float("nan"), "free_mb": float("nan")}
     info = _LIBC.mallinfo2()
     return {"inuse_mb": (info.uordblks + info.hblkhd) / MB, "free_mb": info.fordblks / MB}
-
-
-def malloc_trim() -> None:
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def live_objects() -> Dict[str, Any]:
@@ -148,7 +148,7 @@ class Probe:
         if not self.rows and self.hooked == 0:
             self._install(nlp)
         if self.trim_every and step and step % self.trim_every == 0:
-            malloc_trim()
+            release_free_memory()  # what spacy_electra.release_free_memory.v1 does
         row: Dict[str, Any] = {"step": step, "epoch": int(args["epoch"]),
                                "seconds": round(time.perf_counter() - self.start, 2),
                                "rss_mb": round(proc_status_mb("VmRSS"), 1), "hwm_mb": round(proc_status_mb("VmHWM"), 1)}
@@ -220,7 +220,7 @@ def summarise(rows: List[Dict[str, Any]], warmup: int, types_at: Dict[int, Count
     deep = [r for r in rows if r["gc_objects"] != ""]
     growth = None
     deep_after = [r for r in deep if r["step"] >= warmup]
-    if len(deep_after) >= 2:
+    if len(deep_after) >= 2 and deep_after[0]["step"] in types_at and deep_after[-1]["step"] in types_at:
         a, b = types_at[deep_after[0]["step"]], types_at[deep_after[-1]["step"]]
         growth = {k: b[k] - a[k] for k in sorted(set(a) | set(b), key=lambda k: -(b[k] - a[k]))[:12] if b[k] != a[k]}
     return {
@@ -249,14 +249,22 @@ def summarise(rows: List[Dict[str, Any]], warmup: int, types_at: Dict[int, Count
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("out", type=Path, help="CSV of the per-step series; the summary goes beside it as .json")
+    parser.add_argument("config", type=Path, nargs="?")
+    parser.add_argument("out", type=Path, nargs="?", help="CSV of the per-step series; the summary goes beside it as .json")
+    parser.add_argument("--from-csv", type=Path, help="only summarise the series of an earlier (or interrupted) run")
     parser.add_argument("--warmup", type=int, default=100, help="first step counted as after warm-up")
     parser.add_argument("--deep-every", type=int, default=50, help="count gc objects and torch tensors every N steps (0: never)")
     parser.add_argument("--thinc-step", action="store_true",
                         help="the optimizer step as before the fix (thinc's PyTorchShim.finish_update), to compare")
     parser.add_argument("--trim-every", type=int, default=0, help="call glibc malloc_trim(0) every N steps (0: never)")
     args, rest = parser.parse_known_args(argv)
+    if args.from_csv:
+        with args.from_csv.open() as f:
+            rows = [{k: (v if v == "" else float(v) if "." in v else int(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        print(json.dumps({"csv": str(args.from_csv), **summarise(rows, args.warmup, {})}))
+        return
+    if args.config is None or args.out is None:
+        parser.error("config and out are needed to run")
 
     import spacy
     from spacy import util
