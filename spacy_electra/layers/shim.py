@@ -86,9 +86,9 @@ class ElectraShim(PyTorchShim):
         Thinc's ``PyTorchShim.finish_update`` hands the optimizer numpy (or cupy) views of each
         parameter and then rebinds ``param.data`` to a new tensor made from the array it gets
         back. That array is a view whose base is the previous ``param.data``, so every step adds
-        one tensor and one array per parameter to a chain that is never freed (about 100 links a
-        step for a 6-layer encoder): the live-tensor count and the process's objects grow for as
-        long as training runs. Thinc's optimizers update the array in place, so the parameter
+        one tensor and one array per parameter to a chain that is never freed (77 tensors a step
+        for the 6-layer MiniLM encoder, BENCHMARKS.md section 17): the live-tensor count and the
+        process's objects grow for as long as training runs. Thinc's optimizers update the array in place, so the parameter
         already holds the new weights and needs no rebinding; an optimizer that returns a
         different array is copied in."""
         if self._model is None:
