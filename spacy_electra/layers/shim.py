@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
-from thinc.api import ArgsKwargs, Model, Optimizer, PyTorchGradScaler, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 
 from ..inference.backends import INFERENCE_KINDS, apply_inference
 
@@ -81,14 +81,31 @@ class ElectraShim(PyTorchShim):
         return 1.0
 
     def finish_update(self, optimizer) -> None:
+        """PyTorchShim's step, but the weights are updated in place.
+
+        Thinc's ``PyTorchShim.finish_update`` hands the optimizer numpy (or cupy) views of each
+        parameter and then rebinds ``param.data`` to a new tensor made from the array it gets
+        back. That array is a view whose base is the previous ``param.data``, so every step adds
+        one tensor and one array per parameter to a chain that is never freed (77 tensors a step
+        for the 6-layer MiniLM encoder, BENCHMARKS.md section 17): the live-tensor count and the
+        process's objects grow for as long as training runs. Thinc's optimizers update the array in place, so the parameter
+        already holds the new weights and needs no rebinding; an optimizer that returns a
+        different array is copied in."""
         if self._model is None:
             return
-        if self.layer_lr_decay == 1.0:
-            super().finish_update(optimizer)
-        else:
-            # PyTorchShim.finish_update only calls the optimizer, which KeyScaledOptimizer forwards.
-            scaled = KeyScaledOptimizer(optimizer, lambda key: self.lr_scale(key[1]))
-            super().finish_update(cast(Optimizer, scaled))
+        if self.layer_lr_decay != 1.0:
+            optimizer = KeyScaledOptimizer(optimizer, lambda key: self.lr_scale(key[1]))
+        for name, param in self._model.named_parameters():
+            if param.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # skip the update if a gradient overflowed
+                weights = torch2xp(param.data)
+                new_weights, _ = optimizer((self.id, name), weights, torch2xp(param.grad))
+                if not _same_memory(new_weights, weights):
+                    with torch.no_grad():
+                        param.copy_(xp2torch(new_weights, device=param.device).reshape(param.shape))
+            param.grad.zero_()
+        self._grad_scaler.update()
 
     def predict(self, inputs: ArgsKwargs):
         """Thinc's ``PyTorchShim.predict`` switches the shared module to eval() and back to
@@ -144,6 +161,16 @@ class ElectraShim(PyTorchShim):
         if self._model is None:
             return get_torch_default_device()
         return super().device
+
+
+def _same_memory(a: Any, b: Any) -> bool:
+    """Whether two numpy/cupy arrays are the same values in the same memory (an optimizer that
+    updated in place returns a view of the array it was given)."""
+    return a.shape == b.shape and a.strides == b.strides and _data_ptr(a) == _data_ptr(b)
+
+
+def _data_ptr(array: Any) -> int:
+    return int(array.data.ptr) if hasattr(array.data, "ptr") else int(array.__array_interface__["data"][0])
 
 
 def electra_shim(model: Model) -> ElectraShim:
