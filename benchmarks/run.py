@@ -15,9 +15,10 @@ random weights, one checkpoint folder that both ELECTRA implementations load, ch
    maximum RSS of that process is the pipeline's alone), for ``--rss`` pipelines;
 3. seconds per word for one document of 100, 1,000, 10,000 and 100,000 words (CoNLL dev text
    repeated), for ``--scaling`` pipelines: flat means no super-linear stage.
-4. (``--layouts``) the window layout: pieces encoded and seconds of the fp32 encoder's forward
-   passes over the same documents, windows on the stride's grid (the package's layout) against
-   the earlier layout whose last window was shifted back to a full ``--window`` pieces,
+4. (``--layouts``) the window layout: pieces and padded positions encoded and seconds of the
+   fp32 encoder's forward passes over the same documents, windows on the stride's grid packed
+   by cost (the package's), on the grid packed by filling each forward pass to the budget, and
+   the earlier layout (last window shifted back to a full ``--window``, filled packing),
    interleaved repeat by repeat.
 
 It prints a table and the ratios and writes everything as JSON to ``--output``. Skips (exit 0)
@@ -242,6 +243,18 @@ def shifted_starts(n: int, window: int, stride: int) -> List[int]:
     return list(range(0, n - window, stride)) + [n - window]
 
 
+def filled_groups(lengths, max_batch_items: int) -> List[List[int]]:
+    """The earlier packing, kept here only to measure against: sorted rows, each group filled up
+    to the budget."""
+    order, groups = sorted(range(len(lengths)), key=lambda i: lengths[i]), []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= max_batch_items:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def layout_comparison(nlp, words: List[List[str]], args) -> Dict[str, Dict[str, float]]:
     """Pieces and padded positions encoded, and median seconds of the encoder's forward passes,
     for each window layout over the same docs and batches."""
@@ -255,10 +268,14 @@ def layout_comparison(nlp, words: List[List[str]], args) -> Dict[str, Dict[str, 
     encoder = get_encoder(nlp.get_pipe("electra_transformer").model)
     wp = encoder.wordpiece
     pieces = wp.encode_batch(words)
-    layouts = {"grid": windows.window_starts, "shifted": shifted_starts}
+    layouts = {  # name: (window starts, packing)
+        "grid, cost-packed (now)": (windows.window_starts, windows.pack_by_length),
+        "grid, filled": (windows.window_starts, filled_groups),
+        "shifted, filled (before)": (shifted_starts, filled_groups),
+    }
     batches = {}
-    for name, starts in layouts.items():
-        with mock.patch.object(windows, "window_starts", starts):
+    for name, (starts, packing) in layouts.items():
+        with mock.patch.object(windows, "window_starts", starts), mock.patch.object(windows, "pack_by_length", packing):
             batches[name] = [
                 windows.make_window_batch(pieces[i : i + args.batch_size], window=args.window, stride=args.stride,
                                           max_batch_items=4096, cls_id=wp.cls_id, sep_id=wp.sep_id, pad_id=wp.pad_id)
@@ -268,7 +285,7 @@ def layout_comparison(nlp, words: List[List[str]], args) -> Dict[str, Dict[str, 
     names = list(layouts)
     with torch.no_grad():
         for rep in range(args.repeats + 1):  # the first round warms up, untimed
-            for name in names[rep % 2 :] + names[: rep % 2]:
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:
                 start = time.perf_counter()
                 for batch in batches[name]:
                     encoder(*window_args(batch, torch.device("cpu")))

@@ -56,21 +56,45 @@ def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
     return list(range(0, max(n_pieces - window, 0) + stride, stride)) if n_pieces > window else [0]
 
 
+# What one more forward pass costs, in padded positions: the per-call overhead of a chunk
+# (kernel launches, the Python around them) against the padding that splitting would save.
+CHUNK_OVERHEAD = 64
+# The most rows one group may hold, which bounds the packing search to this many candidates per
+# row (a group of 128 rows is already long enough to amortise a forward pass).
+MAX_GROUP_ROWS = 128
+
+
 def pack_by_length(lengths: Sequence[int], max_batch_items: int) -> List[List[int]]:
     """Indices of ``lengths`` sorted by length and cut into groups whose padded size (rows x
     longest row) stays within ``max_batch_items``: the batching of every forward pass here
     (the encoder's windows and QA's question-window rows). A row longer than the budget gets
-    a group of its own."""
+    a group of its own.
+
+    Where to cut is chosen by dynamic programming over the sorted rows to minimise the padded
+    positions encoded plus ``CHUNK_OVERHEAD`` per group: filling each group up to the budget
+    would pad a doc's short last window to the full window of the rows beside it, which cost as
+    much as the shorter windows saved (BENCHMARKS.md, window layouts). A group holds at most
+    ``MAX_GROUP_ROWS`` rows, so the search is linear in the number of rows."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = [lengths[i] for i in order]
+    n = len(sizes)
+    best = [0] + [0] * n  # best[i]: cost of packing the first i sorted rows
+    cut = [0] * (n + 1)  # cut[i]: where the last group of the first i rows starts
+    for i in range(1, n + 1):
+        longest = sizes[i - 1]  # sorted: the group's last row is its longest
+        best[i], cut[i] = best[i - 1] + longest + CHUNK_OVERHEAD, i - 1
+        j = i - 2
+        while j >= 0 and i - j <= MAX_GROUP_ROWS and (i - j) * longest <= max_batch_items:
+            cost = best[j] + (i - j) * longest + CHUNK_OVERHEAD
+            if cost < best[i]:
+                best[i], cut[i] = cost, j
+            j -= 1
     groups: List[List[int]] = []
-    i = 0
-    while i < len(order):
-        j = i + 1
-        while j < len(order) and lengths[order[j]] * (j + 1 - i) <= max_batch_items:
-            j += 1
-        groups.append(order[i:j])
-        i = j
-    return groups
+    i = n
+    while i > 0:
+        groups.append(order[cut[i] : i])
+        i = cut[i]
+    return groups[::-1]
 
 
 @dataclass

@@ -215,3 +215,35 @@ def test_empty_and_whitespace_docs(checkpoint):
     docs = list(nlp.pipe(["", "   ", "the city", "\n\n"]))
     assert len(docs[0]) == 0
     assert docs[2][0].tag_ == "X"
+
+
+def test_packing_separates_short_rows_when_that_saves_padding():
+    """pack_by_length: every row once, each group within the budget (a row over it alone) and at
+    most MAX_GROUP_ROWS rows, and the cuts minimise padded positions + CHUNK_OVERHEAD per group:
+    a doc's short last windows no longer ride in a group padded to the full window."""
+    import random
+
+    from spacy_electra.windows import CHUNK_OVERHEAD, MAX_GROUP_ROWS, pack_by_length
+
+    def cost(groups, lengths):
+        return sum(len(g) * max(lengths[i] for i in g) + CHUNK_OVERHEAD for g in groups)
+
+    def filled(lengths, budget):  # the earlier packing: fill each group up to the budget
+        order, groups = sorted(range(len(lengths)), key=lambda i: lengths[i]), []
+        for i in order:
+            if groups and (len(groups[-1]) + 1) * lengths[i] <= budget:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
+
+    lengths = [130] * 10 + [40, 20]
+    assert pack_by_length(lengths, 4096) == [[11, 10], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.choice([130, 130, 130, rng.randint(3, 130)]) for _ in range(rng.randint(0, 300))] + [5000]
+        groups = pack_by_length(lengths, 4096)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        for g in groups:
+            assert len(g) <= MAX_GROUP_ROWS and (len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 4096)
+        assert cost(groups, lengths) <= cost(filled(lengths, 4096), lengths)
