@@ -23,12 +23,11 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from ..pretrain.config import _checked, parse_overrides
+from ..pretrain.config import _checked, build_sections, parse_overrides
 
 __all__ = ["DistillConfig", "DistillError", "load_config", "parse_overrides"]
 
@@ -78,22 +77,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DistillConfig":
-        unknown = sorted(set(data) - set(SECTIONS))
-        if unknown:
-            raise DistillError(f"Unknown config section(s) {unknown}; expected {sorted(SECTIONS)}.")
-        built: Dict[str, Any] = {}
-        for name, klass in SECTIONS.items():
-            values = dict(data.get(name) or {})
-            types = typing.get_type_hints(klass)
-            bad = sorted(set(values) - set(types))
-            if bad:
-                raise DistillError(
-                    f"Unknown setting(s) {', '.join(f'{name}.{b}' for b in bad)}; [{name}] accepts {', '.join(sorted(types))}."
-                )
-            for key, value in values.items():
-                values[key] = _check(f"{name}.{key}", value, types[key])
-            built[name] = klass(**values)
-        config = cls(**built)
+        config = cls(**build_sections(data, SECTIONS, DistillError, _check))
         config.validate()
         return config
 

@@ -11,7 +11,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..torch_model import ElectraConfig
 
@@ -155,22 +155,7 @@ class PretrainConfig:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PretrainConfig":
-        sections = SECTIONS
-        unknown = sorted(set(data) - set(sections))
-        if unknown:
-            raise ConfigError(f"Unknown config section(s) {unknown}; expected {sorted(sections)}.")
-        built = {}
-        for name, klass in sections.items():
-            values = dict(data.get(name) or {})
-            valid = {f.name for f in dataclasses.fields(klass)}
-            bad = sorted(set(values) - valid)
-            if bad:
-                raise ConfigError(f"Unknown setting(s) {', '.join(f'{name}.{b}' for b in bad)}; "
-                                  f"[{name}] accepts {', '.join(sorted(valid))}.")
-            for key, value in values.items():
-                values[key] = _checked(f"{name}.{key}", value, _field_types(klass)[key])
-            built[name] = klass(**values)
-        config = cls(**built)
+        config = cls(**build_sections(data, SECTIONS, ConfigError))
         config.validate()
         return config
 
@@ -268,8 +253,28 @@ SECTIONS: Dict[str, type] = {"model": ModelSettings, "corpus": CorpusSettings, "
 
 
 # -- value types ---------------------------------------------------------------------------------
-def _field_types(klass: type) -> Dict[str, Any]:
-    return typing.get_type_hints(klass)
+def build_sections(data: Mapping[str, Any], sections: Mapping[str, type], error: Callable[[str], Exception],
+                   check: Optional[Callable[[str, Any, Any], Any]] = None) -> Dict[str, Any]:
+    """Each section's settings dataclass from ``data`` (``{section: {key: value}}``): an unknown
+    section or setting is refused with ``error`` naming what is accepted, and every value is
+    type-checked by ``check`` (default ``_checked``) under its dotted name. Shared by the
+    pretraining and the distillation configs."""
+    check = check or _checked
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise error(f"Unknown config section(s) {unknown}; expected {sorted(sections)}.")
+    built: Dict[str, Any] = {}
+    for name, klass in sections.items():
+        values = dict(data.get(name) or {})
+        types = typing.get_type_hints(klass)
+        bad = sorted(set(values) - set(types))
+        if bad:
+            raise error(f"Unknown setting(s) {', '.join(f'{name}.{b}' for b in bad)}; "
+                        f"[{name}] accepts {', '.join(sorted(types))}.")
+        for key, value in values.items():
+            values[key] = check(f"{name}.{key}", value, types[key])
+        built[name] = klass(**values)
+    return built
 
 
 def _checked(key: str, value: Any, annotation: Any) -> Any:

@@ -4,9 +4,6 @@ the refusals of sources that cannot work together."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ from spacy_electra.pretrain.init import read_init
 from spacy_electra.pretrain.trainer import build_objective
 
 from ..conftest import BASE_PIECES, hf_config, padded_batch, randomize, write_vocab
-from .test_pretrain_training import TINY, data, max_diff, overrides, weights  # noqa: F401  (data is a fixture)
+from .test_pretrain_training import TINY, assert_two_processes_equal_one, data, max_diff, overrides, weights  # noqa: F401  (data is a fixture)
 
 transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,17 +178,7 @@ def test_resume_and_export_behave_as_from_scratch(data, pair, tmp_path):
 def test_torchrun_from_checkpoints_equals_one_process(data, pair, tmp_path):
     settings = init_settings(data, pair / "discriminator", pair / "generator",
                              **{"training.max_steps": 4, "training.batch_size": 8})
-    single = tmp_path / "single"
-    pretrain(load_config(TINY, {**settings, "training.grad_accumulation": 2}), single)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "spacy_electra.pretrain", "pretrain", str(TINY), "--output", str(tmp_path / "ddp")]
-    for key, value in settings.items():
-        cmd += [f"--{key}", str(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for kind in ("discriminator", "generator"):
-        assert max_diff(weights(single, kind), weights(tmp_path / "ddp", kind)) < 1e-5
+    assert_two_processes_equal_one(settings, tmp_path)
 
 
 def test_different_generator_embeddings_give_way_to_the_discriminators(data, tmp_path):

@@ -149,8 +149,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
         assert max_diff(weights(straight, kind), weights(broken, kind)) < 1e-6
 
 
-def test_torchrun_two_processes_equal_one_process_same_global_batch(data, tmp_path):
-    settings = overrides(data, **{"training.max_steps": 6, "training.batch_size": 8})
+def assert_two_processes_equal_one(settings: dict, tmp_path: Path) -> Path:
+    """Pretrain TINY with ``settings`` in one process with 2 micro-batches and under torchrun
+    in 2 processes: both exported models must agree. Returns the one-process output."""
     single = tmp_path / "single"
     pretrain(load_config(TINY, {**settings, "training.grad_accumulation": 2}), single)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -162,6 +163,12 @@ def test_torchrun_two_processes_equal_one_process_same_global_batch(data, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     for kind in ("discriminator", "generator"):
         assert max_diff(weights(single, kind), weights(tmp_path / "ddp", kind)) < 1e-5
+    return single
+
+
+def test_torchrun_two_processes_equal_one_process_same_global_batch(data, tmp_path):
+    settings = overrides(data, **{"training.max_steps": 6, "training.batch_size": 8})
+    single = assert_two_processes_equal_one(settings, tmp_path)
     # and the split really mattered: a different seed gives different weights
     other = tmp_path / "other"
     pretrain(load_config(TINY, {**settings, "training.grad_accumulation": 2, "training.seed": 1}), other)
