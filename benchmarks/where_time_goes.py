@@ -6,6 +6,13 @@ pipeline of ``benchmarks/run.py``, on the same CoNLL-2003 dev documents.
 Times the whole ``nlp.pipe`` and, with forward hooks, the torch module under the transformer
 component (our ``WindowedEncoder``, HF's ``ElectraModel``); ``--ops`` adds torch profiler's
 operator table. One run each: repeat it, or use ``run.py`` for ratios.
+
+With ``--pipeline PATH --dev DEV.spacy`` it profiles a saved pipeline instead (a teacher or a
+distilled student, each of ``--kinds`` an inference kind) on DEV's docs, and splits the rest by
+component (the encoder's time is inside the component that runs it):
+
+    PYTHONPATH=. .venv/bin/python benchmarks/where_time_goes.py --threads 1 --kinds fp32,int8 \
+        --pipeline training/students/ner2/model-best --dev corpus/conll_dev.spacy
 """
 from __future__ import annotations
 
@@ -25,7 +32,11 @@ def main() -> int:
     p.add_argument("--docs", type=int, default=64)
     p.add_argument("--kinds", default="fp32,int8,spacy-transformers")
     p.add_argument("--ops", action="store_true", help="print torch profiler's operator table too")
+    p.add_argument("--pipeline", type=Path, default=None, help="a saved pipeline to profile instead")
+    p.add_argument("--dev", type=Path, default=None, help="with --pipeline: .spacy docs to run it on")
     args = p.parse_args()
+    if args.pipeline is not None:
+        return saved_pipeline(args)
     warnings.filterwarnings("ignore")
     import torch
     from spacy.tokens import Doc
@@ -58,6 +69,53 @@ def main() -> int:
               f"the rest {total - spent[0]:.2f} s", flush=True)
         if args.ops:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+    return 0
+
+
+def saved_pipeline(args) -> int:
+    """Per kind: the whole ``nlp.pipe``, each component's share and the encoder's share."""
+    import spacy
+    import torch
+    from spacy.tokens import Doc, DocBin
+
+    from spacy_electra.inference import find_encoders, set_inference
+
+    torch.set_num_threads(args.threads)
+    nlp = spacy.load(args.pipeline)
+    gold = list(DocBin().from_disk(args.dev).get_docs(nlp.vocab))[: args.docs]
+    words = [[t.text for t in d] for d in gold]
+    n_words = sum(len(w) for w in words)
+    component, encoder = next(find_encoders(nlp))
+    spent = [0.0]
+    encoder.register_forward_pre_hook(lambda *_: spent.__setitem__(0, spent[0] - time.perf_counter()))
+    encoder.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter()))
+    for kind in args.kinds.split(","):
+        set_inference(nlp, kind)
+        list(nlp.pipe([Doc(nlp.vocab, words=w) for w in words[:16]], batch_size=64))  # warm-up, lazy builds
+        spent[0] = 0.0
+        per_component = {}
+        start = time.perf_counter()
+        docs = [Doc(nlp.vocab, words=w) for w in words]
+        per_component["Doc()"] = time.perf_counter() - start
+        prof = None
+        if args.ops:
+            from torch.profiler import profile
+
+            prof = profile()
+            prof.__enter__()
+        for name, proc in nlp.pipeline:
+            t0 = time.perf_counter()
+            docs = list(proc.pipe(docs, batch_size=64))
+            per_component[name] = time.perf_counter() - t0
+        total = time.perf_counter() - start
+        if prof is not None:
+            prof.__exit__(None, None, None)
+        # The torch module's hooks do not fire inside an ONNX session: the encoder share is then 0.
+        share = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in per_component.items())
+        print(f"{kind}: {n_words / total:,.0f} words/s; {total:.2f} s in all: {share}; of {component}'s, the torch "
+              f"encoder {spent[0]:.2f} s ({100 * spent[0] / total:.0f}% of all)", flush=True)
+        if prof is not None:
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     return 0
 
 
