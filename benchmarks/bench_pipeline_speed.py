@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -247,6 +248,15 @@ def window_stats(nlp_a, nlp_b, words: List[List[str]], window: int, stride: int,
         "a_windows": len(a_windows), "a_window_pieces": sum(a_windows), "a_mean_len": statistics.mean(a_windows),
         "b_windows": len(b_windows), "b_window_pieces": sum(b_windows), "b_mean_len": statistics.mean(b_windows),
     }
+
+
+def write_json(path: Optional[Path], result: Dict) -> None:
+    """Write a benchmark's result to ``path`` (its folder made as needed); nothing without one."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+    print(f"wrote {path}")
 
 
 def machine() -> str:

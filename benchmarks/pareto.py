@@ -194,10 +194,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     print()
     print(table(result))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
-        print(f"wrote {args.output}")
+    bps.write_json(args.output, result)
     return 0
 
 

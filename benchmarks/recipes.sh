@@ -11,8 +11,9 @@
 # `spacy init config -p PIPE -o efficiency` and train to convergence (their defaults: patience
 # 1,600 steps, at most 20,000). The electra runs use the shipped configs unchanged except where
 # the recipe table in BENCHMARKS.md says otherwise (run length for the smaller sets).
-# CoNLL-2003 electra_ner (`conll_electra`) is not in the default list: its section-10 run is
-# reused through EXISTING_NER unless you name the run.
+# CoNLL-2003 electra_ner (`conll_electra`) is not in the default list: `evaluate` scores
+# EXISTING_NER (default OUT/conll_electra/model-best: name the run to train it there, or point
+# EXISTING_NER at an earlier run such as section 10's training/ner_minilm/model-best).
 # One JSON line per run goes to OUT/results.jsonl. Not a test: numbers go into BENCHMARKS.md.
 set -u -o pipefail
 CHECKPOINT=${CHECKPOINT:?set CHECKPOINT to an HF-format ELECTRA folder}

@@ -17,6 +17,7 @@ component (the encoder's time is inside the component that runs it):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -36,6 +37,8 @@ def main() -> int:
     p.add_argument("--dev", type=Path, default=None, help="with --pipeline: .spacy docs to run it on")
     args = p.parse_args()
     if args.pipeline is not None:
+        if args.dev is None:
+            p.error("--pipeline needs --dev: the .spacy docs to run it on")
         return saved_pipeline(args)
     warnings.filterwarnings("ignore")
     import torch
@@ -77,6 +80,7 @@ def saved_pipeline(args) -> int:
     import spacy
     import torch
     from spacy.tokens import Doc, DocBin
+    from torch.profiler import profile
 
     from spacy_electra.inference import find_encoders, set_inference
 
@@ -97,20 +101,14 @@ def saved_pipeline(args) -> int:
         start = time.perf_counter()
         docs = [Doc(nlp.vocab, words=w) for w in words]
         per_component["Doc()"] = time.perf_counter() - start
-        prof = None
-        if args.ops:
-            from torch.profiler import profile
-
-            prof = profile()
-            prof.__enter__()
-        for name, proc in nlp.pipeline:
-            t0 = time.perf_counter()
-            docs = list(proc.pipe(docs, batch_size=64))
-            per_component[name] = time.perf_counter() - t0
+        with profile() if args.ops else contextlib.nullcontext() as prof:
+            for name, proc in nlp.pipeline:
+                t0 = time.perf_counter()
+                docs = list(proc.pipe(docs, batch_size=64))
+                per_component[name] = time.perf_counter() - t0
         total = time.perf_counter() - start
-        if prof is not None:
-            prof.__exit__(None, None, None)
-        # The torch module's hooks do not fire inside an ONNX session: the encoder share is then 0.
+        # The hooks sit on the WindowedEncoder, which also runs the int8 and ONNX backends, so
+        # the encoder's share covers every kind.
         share = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in per_component.items())
         print(f"{kind}: {n_words / total:,.0f} words/s; {total:.2f} s in all: {share}; of {component}'s, the torch "
               f"encoder {spent[0]:.2f} s ({100 * spent[0] / total:.0f}% of all)", flush=True)
