@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The development subset: everything but the end-to-end tests marked slow (about 3 minutes).
 fast: $(VENV)/.installed

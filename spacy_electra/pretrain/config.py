@@ -71,6 +71,9 @@ class CorpusSettings:
     single_segment_prob: float = 0.1
     workers: int = 2
     max_documents: Optional[int] = None
+    # Pack consecutive documents into shared rows (each one a segment): for corpora of short
+    # documents, which one document per row fills mostly with padding (corpus.build_corpus).
+    join_documents: bool = False
 
 
 @dataclass
@@ -201,9 +204,9 @@ class PretrainConfig:
         if init.generator and not init.discriminator:
             raise ConfigError(f"init.generator={init.generator!r} needs init.discriminator: name the discriminator "
                               f"(ElectraForPreTraining) it was trained with.")
-        if (init.discriminator or init.generator) and m.objective != "rtd":
-            raise ConfigError(f"[init] starts replaced-token detection from existing weights; model.objective="
-                              f"{m.objective!r} trains from random weights: set model.objective 'rtd' or empty [init].")
+        if init.generator and m.objective != "rtd":
+            raise ConfigError(f"init.generator={init.generator!r} with model.objective={m.objective!r}: the masked-LM "
+                              f"control continues one network, init.discriminator's encoder; empty init.generator.")
         if t.batch_size % t.grad_accumulation:
             raise ConfigError(f"training.batch_size={t.batch_size} (global, per optimizer step) must be "
                               f"divisible by training.grad_accumulation={t.grad_accumulation}.")

@@ -8,7 +8,9 @@ corpus is built: a generator whose vocabulary or embedding shapes differ from th
 discriminator's, explicit ``model.*`` shapes or a ``corpus.vocab`` that contradict the
 checkpoint. ``build_from_init`` then makes the ``ReplacedTokenDetection`` module with those
 weights: one embedding module shared by both networks (the discriminator's), as in the released
-models.
+models. With ``model.objective = "mlm"`` (the control that continued RTD is measured against) it
+makes a ``MaskedLanguageModel`` instead: the whole encoder of ``init.discriminator`` under a fresh
+masked-LM head tied to its word embeddings, so both objectives start from the same weights.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import dataclasses
 import math
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 
@@ -24,7 +26,7 @@ from ..checkpoint import Checkpoint, CheckpointError, read_checkpoint, read_voca
 from ..pieces import WordPieceEncoder
 from ..torch_model import ElectraConfig
 from .config import SHAPE_KEYS, ConfigError, PretrainConfig
-from .objective import ReplacedTokenDetection
+from .objective import MaskedLanguageModel, ReplacedTokenDetection
 
 # What the two networks share: these must be equal for one embedding module to serve both.
 SHARED_SHAPES = ("vocab_size", "embedding_size", "max_position_embeddings", "type_vocab_size")
@@ -40,8 +42,11 @@ class InitSources:
     discriminator_source: str
     generator_source: str = ""
 
-    def describe(self) -> str:
+    def describe(self, objective: str = "rtd") -> str:
         """One line for the log: where each network comes from."""
+        if objective == "mlm":
+            return (f"Starting from existing weights: masked LM from the encoder of {self.discriminator_source} "
+                    f"(fresh masked-LM head); vocabulary of {self.vocab.vocab_size:,} pieces.")
         disc = f"discriminator from {self.discriminator_source} ({_what(self.discriminator)})"
         if self.generator is not None:
             gen = f"generator from {self.generator_source}"
@@ -169,9 +174,19 @@ def model_configs(config: PretrainConfig, init: InitSources) -> Dict[str, Electr
     return {"discriminator": disc, "generator": gen}
 
 
-def build_from_init(config: PretrainConfig, init: InitSources, *, log: bool = False) -> ReplacedTokenDetection:
+def build_from_init(
+    config: PretrainConfig, init: InitSources, *, log: bool = False
+) -> Union[ReplacedTokenDetection, MaskedLanguageModel]:
     """The RTD module with the checkpoints' weights; parts the checkpoints lack (a discriminator
-    head over an encoder, a built generator) keep the seeded random init of a from-scratch run."""
+    head over an encoder, a built generator) keep the seeded random init of a from-scratch run.
+    For the masked-LM control, the encoder of ``init.discriminator`` under a fresh MLM head."""
+    if config.model.objective == "mlm":
+        mlm = MaskedLanguageModel(_trainable(init.discriminator.config, config.model.dropout))
+        encoder = {k: v.float() for k, v in init.discriminator.weights.items() if not k.startswith("head.")}
+        _load(mlm.generator, encoder, allowed_missing=("head.",))
+        if log:
+            print(init.describe("mlm"), file=sys.stderr)
+        return mlm
     shapes = model_configs(config, init)
     model = ReplacedTokenDetection(shapes["discriminator"], shapes["generator"], config.model.discriminator_weight)
     disc_weights = {k: v.float() for k, v in init.discriminator.weights.items()}

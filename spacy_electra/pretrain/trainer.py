@@ -372,7 +372,7 @@ def _open_corpus(
             cache, config.corpus.train, vocab_dir, seq_length=config.corpus.seq_length,
             fmt=config.corpus.format, workers=config.corpus.workers, seed=config.training.seed,
             short_seq_prob=config.corpus.short_seq_prob, single_segment_prob=config.corpus.single_segment_prob,
-            max_documents=config.corpus.max_documents,
+            max_documents=config.corpus.max_documents, join_documents=config.corpus.join_documents,
         )
     if proc.world > 1:
         dist.barrier()

@@ -123,6 +123,34 @@ def test_fresh_generator_is_a_fraction_of_the_encoder(data, pair):
     assert model.generator.config.hidden_size == 32 // 2  # pretrain_tiny's generator_fraction
 
 
+def test_mlm_control_continues_the_whole_encoder(data, pair, tmp_path):
+    """model.objective 'mlm' from init.discriminator: the masked LM's encoder is the checkpoint's
+    at step 0 (all layers, not the lower half), its head is fresh, and the run exports an
+    ElectraForMaskedLM that transformers loads with the checkpoint's vocabulary."""
+    settings = init_settings(data, pair / "discriminator", **{"model.objective": "mlm"})
+    model = step0_model(load_config(TINY, settings))
+    hf = transformers.ElectraForPreTraining.from_pretrained(pair / "discriminator").eval()
+    ids, mask, types = padded_batch(len(BASE_PIECES), lengths=(12, 7, 3))
+    active = mask.bool()
+    with torch.no_grad():
+        ours = model.generator.encode(ids, mask, types)
+        theirs = hf.electra(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        assert (ours[active] - theirs[active]).abs().max() < 1e-5
+    assert model.generator.config.num_hidden_layers == hf.config.num_hidden_layers
+    out = tmp_path / "mlm"
+    pretrain(load_config(TINY, {**settings, "training.max_steps": 2}), out)
+    exported = transformers.ElectraForMaskedLM.from_pretrained(out / "mlm")
+    assert exported.config.hidden_size == hf.config.hidden_size
+    assert (out / "mlm" / "vocab.txt").read_text() == (pair / "discriminator" / "vocab.txt").read_text()
+    assert not (out / "discriminator").exists()
+
+
+def test_mlm_control_with_a_generator_is_refused(data, pair):
+    settings = init_settings(data, pair / "discriminator", pair / "generator", **{"model.objective": "mlm"})
+    with pytest.raises(ConfigError, match="continues one network.*empty init.generator"):
+        load_config(TINY, settings)
+
+
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     """A discriminator and generator pretrained briefly on the test corpus (HF folders)."""
@@ -220,7 +248,6 @@ def test_generator_that_cannot_share_embeddings_is_refused_in_one_line(data, tmp
 @pytest.mark.parametrize("key,value,fragment", [
     ("model.hidden_size", 64, "model.hidden_size=64 contradicts init.discriminator"),
     ("corpus.vocab", "VOCAB", "is not the vocabulary of init.discriminator"),
-    ("model.objective", "mlm", "model.objective='mlm' trains from random weights"),
     ("init.build_generator", "big", "init.build_generator='big'"),
 ])
 def test_settings_that_contradict_the_checkpoint_are_refused(data, pair, tmp_path, key, value, fragment):

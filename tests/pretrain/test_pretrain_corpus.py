@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from spacy_electra.checkpoint import read_vocabulary
 from spacy_electra.pieces import WordPieceEncoder
 from spacy_electra.pretrain.commands import vocab_command
-from spacy_electra.pretrain.corpus import PackedCorpus, build_corpus, detect_format, iter_documents, pack_document
+from spacy_electra.pretrain.corpus import (
+    CorpusError, PackedCorpus, build_corpus, detect_format, iter_documents, open_or_build, pack_document,
+)
 
 from ..conftest import write_vocab
 
@@ -91,6 +93,31 @@ def test_build_corpus_memmaps_and_streams_deterministically(tmp_path):
     assert sorted(map(tuple, second)) == sorted(map(tuple, rows))
     assert not np.array_equal(first, second)
     assert np.array_equal(again.batch(n - 2, 5, seed=7), stream[n - 2 : n + 3])
+
+
+def test_joined_documents_fill_rows_and_keep_every_piece(tmp_path):
+    """join_documents: one-sentence documents share rows (far fewer, fuller rows, the same ids);
+    a cache built one way is refused for the other."""
+    write_vocab(tmp_path / "vocab")
+    with open(tmp_path / "short.txt", "w", encoding="utf8") as f:
+        for d in range(300):
+            f.write(" ".join(GROUPS[d % len(GROUPS)][: 1 + d % 3]) + "\n")  # one doc per line, 1-3 words
+    kwargs = dict(seq_length=24, workers=1)
+    alone = build_corpus([tmp_path / "short.txt"], tmp_path / "vocab", tmp_path / "alone", **kwargs)
+    joined = build_corpus([tmp_path / "short.txt"], tmp_path / "vocab", tmp_path / "joined", join_documents=True, **kwargs)
+    assert len(alone) == 300 and len(joined) < 300 / 4
+
+    def body(rows):
+        rows = np.asarray(rows)
+        return Counter(rows[(rows != CLS) & (rows != SEP) & (rows != PAD)].tolist())
+
+    assert body(joined.rows) == body(alone.rows)  # nothing lost, nothing duplicated
+    fill = (np.asarray(joined.rows) != PAD).mean()
+    assert fill > 0.8, fill  # measured 0.95; one document per row: 0.17
+    assert joined.meta["join_documents"] is True and joined.meta["n_documents"] == 300
+    with pytest.raises(CorpusError, match="join_documents false, and this run asks for true"):
+        open_or_build(tmp_path / "alone", [], tmp_path / "vocab", join_documents=True, **kwargs)
+    assert len(open_or_build(tmp_path / "joined", [], tmp_path / "vocab", join_documents=True, **kwargs)) == len(joined)
 
 
 def test_parallel_build_equals_serial(tmp_path):
