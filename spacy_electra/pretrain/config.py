@@ -56,6 +56,19 @@ class ModelSettings:
     mask_prob: float = 0.15
     mask_token_prob: float = 0.85
     discriminator_weight: float = 50.0
+    # The generator's samples are drawn at sampling_temperature at step 0, falling linearly to 1
+    # at sampling_temperature_steps (0: always 1, the paper). Above 1 flattens them: easier
+    # replacements while the discriminator has no contextual features, so a generator that
+    # learns fast does not leave it only context-level cues before it can use any.
+    sampling_temperature: float = 1.0
+    sampling_temperature_steps: int = 0
+
+    def temperature_at(self, step: int) -> float:
+        """The sampling temperature of the step after ``step`` completed steps."""
+        steps = self.sampling_temperature_steps
+        if steps <= 0 or step >= steps:
+            return 1.0
+        return self.sampling_temperature + (1.0 - self.sampling_temperature) * step / steps
 
 
 @dataclass
@@ -173,6 +186,10 @@ class PretrainConfig:
             raise ConfigError(f"model.size='custom' needs every shape setting: {', '.join(SHAPE_KEYS)}.")
         if m.objective not in OBJECTIVES:
             raise ConfigError(f"model.objective={m.objective!r}: use 'rtd' (ELECTRA) or 'mlm' (control).")
+        if not m.sampling_temperature > 0 or m.sampling_temperature_steps < 0:
+            raise ConfigError(f"model.sampling_temperature={m.sampling_temperature} must be positive and "
+                              f"model.sampling_temperature_steps={m.sampling_temperature_steps} at least 0 "
+                              f"(0 keeps the paper's temperature 1 throughout).")
         if not 0 < m.mask_prob < 1 or not 0 <= m.mask_token_prob <= 1:
             raise ConfigError("model.mask_prob must be in (0, 1) and model.mask_token_prob in [0, 1].")
         if c.format not in FORMATS:

@@ -60,11 +60,14 @@ class ReplacedTokenDetection(nn.Module):
         self.generator.embeddings = self.discriminator.embeddings
         self.discriminator_weight = discriminator_weight
 
-    def forward(self, masked: Masked, ids: Tensor, attention_mask: Tensor, types: Tensor) -> Dict[str, Tensor]:
+    def forward(
+        self, masked: Masked, ids: Tensor, attention_mask: Tensor, types: Tensor, temperature: float = 1.0
+    ) -> Dict[str, Tensor]:
+        """Loss sums and counts; replacements are sampled from ``softmax(logits / temperature)``."""
         gen_logits = self.generator(masked.input_ids, attention_mask, types, positions=masked.selected)
         gen_logits = gen_logits.float()
         gen_loss = F.cross_entropy(gen_logits, masked.labels, reduction="sum")
-        sampled = gumbel_max_sample(gen_logits)
+        sampled = gumbel_max_sample(gen_logits / temperature if temperature != 1.0 else gen_logits)
         corrupted, replaced = replace_tokens(ids, masked.selected, sampled)
         disc_logits = self.discriminator(corrupted, attention_mask, types).float()
         # Masks as weights rather than boolean indexing: no host-device sync on GPU.
@@ -92,7 +95,10 @@ class MaskedLanguageModel(nn.Module):
         super().__init__()
         self.generator = ElectraGenerator(config)
 
-    def forward(self, masked: Masked, ids: Tensor, attention_mask: Tensor, types: Tensor) -> Dict[str, Tensor]:
+    def forward(
+        self, masked: Masked, ids: Tensor, attention_mask: Tensor, types: Tensor, temperature: float = 1.0
+    ) -> Dict[str, Tensor]:
+        """Loss sums and counts; ``temperature`` is accepted for a common signature and unused."""
         gen_logits = self.generator(masked.input_ids, attention_mask, types, positions=masked.selected).float()
         gen_loss = F.cross_entropy(gen_logits, masked.labels, reduction="sum")
         with torch.no_grad():

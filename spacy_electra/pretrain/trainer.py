@@ -476,12 +476,13 @@ def _accumulate_gradients(run: _Run, batches: List[_MicroBatch], counts: Tensor)
     the interval's."""
     t, world = run.config.training, run.proc.world
     n_selected, n_tokens = counts[0], counts[1]
+    temperature = run.config.model.temperature_at(run.step)
     for i, batch in enumerate(batches):
         sync = world == 1 or i == len(batches) - 1
         with (contextlib.nullcontext() if sync else cast("DDP", run.trained).no_sync()):  # world > 1: the DDP wrapper
             torch.manual_seed(seed_for(t.seed, run.step, batch.micro, 1))
             with autocast(run.proc.device, t.precision):
-                out = run.trained(batch.masked, batch.ids, batch.attention, batch.types)
+                out = run.trained(batch.masked, batch.ids, batch.attention, batch.types, temperature)
             loss = (out["gen_loss_sum"] / n_selected
                     + run.config.model.discriminator_weight * out["disc_loss_sum"] / n_tokens)
             # DDP averages gradients over the processes; x world makes that the global sum
@@ -533,6 +534,8 @@ def _log_if_due(run: _Run) -> Optional[Dict[str, Any]]:
         tokens_per_s=float(run.interval[-1]) / max(now - run.tick, 1e-9),
         seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (t.max_steps - run.step),
     )
+    if run.config.model.sampling_temperature_steps:
+        metrics["temperature"] = run.config.model.temperature_at(run.step - 1)  # the last step's
     run.interval.zero_()
     run.tick, run.tick_step = now, run.step
     if run.proc.is_main:
@@ -613,6 +616,8 @@ def format_metrics(metrics: Dict[str, float]) -> str:
             f"disc_auc {metrics['disc_auc']:.3f}" if metrics.get("disc_auc") is not None else "disc_auc -",
         ]
     steps_per_s = 1.0 / max(metrics["seconds_per_step"], 1e-9)
+    if "temperature" in metrics:
+        parts.append(f"temperature {metrics['temperature']:.2f}")
     parts += [f"{steps_per_s:.3g} steps/s", f"{metrics['tokens_per_s']:.0f} tok/s", f"lr {metrics['lr']:.2e}",
               f"ETA {format_duration(metrics['eta_seconds'])}"]
     return " | ".join(parts)

@@ -148,6 +148,30 @@ def test_objective_losses_cover_masked_and_non_padding_positions():
     assert int(out["stats"][3]) == int(replaced.sum())
 
 
+def test_sampling_temperature_flattens_the_generators_samples_and_anneals_to_one(monkeypatch):
+    """model.sampling_temperature: replacements come from softmax(logits / T), T falling linearly
+    from the setting to 1 over sampling_temperature_steps."""
+    config = PretrainConfig.from_dict({"model": {"sampling_temperature": 4.0, "sampling_temperature_steps": 10}})
+    assert [config.model.temperature_at(s) for s in (0, 5, 10, 50)] == [4.0, 2.5, 1.0, 1.0]
+    assert PretrainConfig().model.temperature_at(0) == 1.0
+    with pytest.raises(ConfigError, match="sampling_temperature=0.0 must be positive"):
+        PretrainConfig.from_dict({"model": {"sampling_temperature": 0.0}})
+    import spacy_electra.pretrain.objective as objective
+
+    seen = []
+    monkeypatch.setattr(objective, "gumbel_max_sample", lambda logits: seen.append(logits) or logits.argmax(-1))
+    model = ReplacedTokenDetection(*tiny_configs()).eval()
+    ids = packed_rows(4, 20, 60)
+    attention = (ids != PAD).long()
+    types = token_types(ids, SEP, PAD)
+    torch.manual_seed(4)
+    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    with torch.no_grad():
+        model(masked, ids, attention, types)
+        model(masked, ids, attention, types, 4.0)
+    assert torch.allclose(seen[1], seen[0] / 4.0)
+
+
 def test_loss_is_finite_and_falls_on_a_tiny_model():
     torch.manual_seed(0)
     model = ReplacedTokenDetection(*tiny_configs())

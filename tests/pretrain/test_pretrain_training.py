@@ -1,6 +1,7 @@
 """End-to-end pretraining runs on a tiny model: CLI, resume after a kill, torchrun, export."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -217,3 +218,14 @@ def test_the_discriminator_auc_from_histograms_equals_the_rank_auc():
     hist = score_histograms(torch.zeros(2, 4), labels.reshape(2, 4), on)
     assert hist.sum() == 6 and histogram_auc(hist[:AUC_BINS], hist[AUC_BINS:]) == 0.5
     assert histogram_auc(hist[:AUC_BINS], torch.zeros(AUC_BINS)) is None
+
+
+def test_the_log_shows_the_annealed_sampling_temperature(data, tmp_path):
+    settings = overrides(data, **{"training.max_steps": 4, "model.sampling_temperature": 3.0,
+                                  "model.sampling_temperature_steps": 4})
+    pretrain(load_config(TINY, settings), tmp_path / "run")
+    lines = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [(line["step"], line["temperature"]) for line in lines] == [(2, 2.5), (4, 1.5)]  # steps 2 and 4 ran at T(1), T(3)
+    plain = tmp_path / "plain"
+    pretrain(load_config(TINY, overrides(data, **{"training.max_steps": 2})), plain)
+    assert "temperature" not in (plain / "train_log.jsonl").read_text()
