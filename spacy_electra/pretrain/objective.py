@@ -67,7 +67,7 @@ class ReplacedTokenDetection(nn.Module):
         gen_logits = self.generator(masked.input_ids, attention_mask, types, positions=masked.selected)
         gen_logits = gen_logits.float()
         gen_loss = F.cross_entropy(gen_logits, masked.labels, reduction="sum")
-        sampled = gumbel_max_sample(gen_logits / temperature if temperature != 1.0 else gen_logits)
+        sampled = gumbel_max_sample(gen_logits / temperature)
         corrupted, replaced = replace_tokens(ids, masked.selected, sampled)
         disc_logits = self.discriminator(corrupted, attention_mask, types).float()
         # Masks as weights rather than boolean indexing: no host-device sync on GPU.

@@ -126,13 +126,16 @@ def test_generator_shares_embeddings_and_ties_output_layer():
     assert not torch.allclose(before[:, 7], after[:, 7])
 
 
+def masked_batch(n_rows: int):
+    """Packed rows of length 20 over 60 ids, their attention mask, token types and masking (seed 4)."""
+    ids = packed_rows(n_rows, 20, 60)
+    torch.manual_seed(4)
+    return ids, (ids != PAD).long(), token_types(ids, SEP, PAD), mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+
+
 def test_objective_losses_cover_masked_and_non_padding_positions():
     model = ReplacedTokenDetection(*tiny_configs()).eval()
-    ids = packed_rows(6, 20, 60)
-    attention = (ids != PAD).long()
-    types = token_types(ids, SEP, PAD)
-    torch.manual_seed(4)
-    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    ids, attention, types, masked = masked_batch(6)
     torch.manual_seed(5)
     out = model(masked, ids, attention, types)
     # recompute: generator CE at selected positions, discriminator BCE on every non-pad token
@@ -161,11 +164,7 @@ def test_sampling_temperature_flattens_the_generators_samples_and_anneals_to_one
     seen = []
     monkeypatch.setattr(objective, "gumbel_max_sample", lambda logits: seen.append(logits) or logits.argmax(-1))
     model = ReplacedTokenDetection(*tiny_configs()).eval()
-    ids = packed_rows(4, 20, 60)
-    attention = (ids != PAD).long()
-    types = token_types(ids, SEP, PAD)
-    torch.manual_seed(4)
-    masked = mask_tokens(ids, mask_id=MASK, special_ids=SPECIAL)
+    ids, attention, types, masked = masked_batch(4)
     with torch.no_grad():
         model(masked, ids, attention, types)
         model(masked, ids, attention, types, 4.0)
