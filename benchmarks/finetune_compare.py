@@ -75,9 +75,9 @@ def flat(rows: Sequence[np.ndarray], dtype=np.int32) -> Tuple[np.ndarray, np.nda
 
 def prepare(vocab_dir: Path, data: Path, output: Path) -> None:
     """Tokenize SST-2 and CoNLL-2003 (train and dev) into one .npz of flat id arrays."""
-    from spacy_electra.pieces import WordPieceEncoder
+    from spacy_electra.checkpoint import read_vocabulary
 
-    enc = WordPieceEncoder.from_directory(vocab_dir)
+    enc = read_vocabulary(vocab_dir)
     arrays: Dict[str, np.ndarray] = {}
     for split, name in (("train", "train.tsv"), ("dev", "dev.tsv")):
         texts, labels = read_sst2(data / "textcat" / "sst2" / name)

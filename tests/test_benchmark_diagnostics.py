@@ -2,14 +2,16 @@
 HF's own attention probabilities and hand-made cases."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from spacy_electra.checkpoint import load_checkpoint
 
-from .conftest import make_hf_checkpoint, padded_batch
+from .conftest import BASE_PIECES, make_hf_checkpoint, padded_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from finetune_compare import attention_locality  # noqa: E402
@@ -79,3 +81,35 @@ def test_attention_locality_is_one_for_a_head_that_only_sees_its_neighbours(tmp_
         qkv.weight[width : width + n, :n] = shift.T  # keys of head 0: key_j has a 1 at each neighbour i
     locality = attention_locality(ours, [x], mask)[0]
     assert locality > 0.99, locality
+
+
+def test_finetune_compare_prepares_and_fine_tunes_hand_made_data(tmp_path):
+    """The comparison harness end to end on a few hand-written sentences: CoNLL tags land on each
+    word's first piece (later pieces and specials ignored), and `run` writes one scored line per
+    task, so the harness cannot rot silently between the runs that use it."""
+    from finetune_compare import main as compare
+
+    make_hf_checkpoint(tmp_path / "ckpt", "ElectraForPreTraining", random_all=False)
+    data = tmp_path / "data"
+    (data / "textcat" / "sst2").mkdir(parents=True)
+    (data / "ner" / "conll2003").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        (data / "textcat" / "sst2" / name).write_text("label\tsentence\n1\tthe city is new\n0\tit was the cafe\n")
+    conll = "-DOCSTART- -X- -X- O\n\nParis NNP B-NP B-LOC\ncafes NNS B-NP O\nnew JJ B-ADJP O\n\n"
+    for name in ("train.txt", "valid.txt"):
+        (data / "ner" / "conll2003" / name).write_text(conll)
+    npz = tmp_path / "ft.npz"
+    compare(["prepare", "--vocab", str(tmp_path / "ckpt"), "--data", str(data), "--output", str(npz)])
+    arrays = np.load(npz)
+    assert list(arrays["sst2_train_labels"]) == [1, 0]
+    ids, tags = arrays["conll_train_ids"].tolist(), arrays["conll_train_tags"].tolist()
+    assert len(ids) == len(tags) and ids[0] == BASE_PIECES.index("[CLS]") and ids[-1] == BASE_PIECES.index("[SEP]")
+    assert [BASE_PIECES[i] for i in ids[1:-1]] == ["paris", "cafe", "##s", "new"]
+    assert tags == [-100, 5, 0, -100, 0, -100]  # B-LOC, O on "cafe" only, O
+
+    results = tmp_path / "results.jsonl"
+    compare(["run", "--data", str(npz), "--init", f"random=random:{tmp_path / 'ckpt'}",
+             "--init", f"ckpt={tmp_path / 'ckpt'}", "--seeds", "0", "--device", "cpu", "--output", str(results)])
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert sorted((x["init"], x["task"]) for x in lines) == [("ckpt", "conll"), ("ckpt", "sst2"), ("random", "conll"), ("random", "sst2")]
+    assert all(0.0 <= x["score"] <= 1.0 and x["steps"] == 1 for x in lines)
