@@ -534,7 +534,7 @@ def _log_if_due(run: _Run) -> Optional[Dict[str, Any]]:
         tokens_per_s=float(run.interval[-1]) / max(now - run.tick, 1e-9),
         seconds_per_step=seconds_per_step, eta_seconds=seconds_per_step * (t.max_steps - run.step),
     )
-    if run.config.model.sampling_temperature_steps:
+    if run.config.model.sampling_temperature_steps and run.config.model.objective == "rtd":  # mlm: no sampling
         metrics["temperature"] = run.config.model.temperature_at(run.step - 1)  # the last step's
     run.interval.zero_()
     run.tick, run.tick_step = now, run.step

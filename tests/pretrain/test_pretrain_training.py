@@ -229,3 +229,7 @@ def test_the_log_shows_the_annealed_sampling_temperature(data, tmp_path):
     plain = tmp_path / "plain"
     pretrain(load_config(TINY, overrides(data, **{"training.max_steps": 2})), plain)
     assert "temperature" not in (plain / "train_log.jsonl").read_text()
+    # The MLM control of a config that anneals (configs/pretrain_cpu.cfg) samples nothing
+    mlm = tmp_path / "mlm"
+    pretrain(load_config(TINY, {**settings, "model.objective": "mlm", "training.max_steps": 2}), mlm)
+    assert "temperature" not in (mlm / "train_log.jsonl").read_text()
