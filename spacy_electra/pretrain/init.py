@@ -45,8 +45,9 @@ class InitSources:
     def describe(self, objective: str = "rtd") -> str:
         """One line for the log: where each network comes from."""
         if objective == "mlm":
+            head = "its masked-LM head" if self.discriminator.kind == "generator" else "fresh masked-LM head"
             return (f"Starting from existing weights: masked LM from the encoder of {self.discriminator_source} "
-                    f"(fresh masked-LM head); vocabulary of {self.vocab.vocab_size:,} pieces.")
+                    f"({head}); vocabulary of {self.vocab.vocab_size:,} pieces.")
         disc = f"discriminator from {self.discriminator_source} ({_what(self.discriminator)})"
         if self.generator is not None:
             gen = f"generator from {self.generator_source}"
@@ -79,10 +80,11 @@ def read_init(config: PretrainConfig) -> Optional[InitSources]:
     if not init.discriminator:
         return None
     disc = _read(init.discriminator, "init.discriminator", init.discriminator_heads)
-    if disc.kind == "generator":
+    if disc.kind == "generator" and config.model.objective != "mlm":  # the MLM control continues a generator whole
         raise ConfigError(
             f"init.discriminator={init.discriminator!r} holds an ELECTRA generator (ElectraForMaskedLM): name it as "
-            "init.generator and give its ElectraForPreTraining (or an encoder) as init.discriminator."
+            "init.generator and give its ElectraForPreTraining (or an encoder) as init.discriminator, or continue "
+            "it as a masked LM with model.objective = \"mlm\"."
         )
     vocab = disc.require_vocab()
     gen = None
@@ -179,11 +181,13 @@ def build_from_init(
 ) -> Union[ReplacedTokenDetection, MaskedLanguageModel]:
     """The RTD module with the checkpoints' weights; parts the checkpoints lack (a discriminator
     head over an encoder, a built generator) keep the seeded random init of a from-scratch run.
-    For the masked-LM control, the encoder of ``init.discriminator`` under a fresh MLM head."""
+    For the masked-LM control, the encoder of ``init.discriminator`` under a fresh MLM head, or a
+    generator (``ElectraForMaskedLM``) whole, head included: it is already a masked LM."""
     if config.model.objective == "mlm":
         mlm = MaskedLanguageModel(_trainable(init.discriminator.config, config.model.dropout))
-        encoder = {k: v.float() for k, v in init.discriminator.weights.items() if not k.startswith("head.")}
-        _load(mlm.generator, encoder, allowed_missing=("head.",))
+        whole = init.discriminator.kind == "generator"
+        encoder = {k: v.float() for k, v in init.discriminator.weights.items() if whole or not k.startswith("head.")}
+        _load(mlm.generator, encoder, allowed_missing=() if whole else ("head.",))
         if log:
             print(init.describe("mlm"), file=sys.stderr)
         return mlm

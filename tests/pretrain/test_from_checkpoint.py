@@ -151,6 +151,25 @@ def test_mlm_control_with_a_generator_is_refused(data, pair):
         load_config(TINY, settings)
 
 
+def test_mlm_control_continues_a_generator_with_its_head(data, pair, tmp_path):
+    """A released generator (ElectraForMaskedLM) is already a masked LM: the control continues it
+    whole, so at step 0 its logits are HF's; for replaced-token detection it is refused, naming
+    both ways to use it."""
+    settings = init_settings(data, pair / "generator", **{"model.objective": "mlm"})
+    model = step0_model(load_config(TINY, settings))
+    hf = transformers.ElectraForMaskedLM.from_pretrained(pair / "generator").eval()
+    ids, mask, types = padded_batch(len(BASE_PIECES), lengths=(12, 7, 3))
+    active = mask.bool()
+    with torch.no_grad():
+        ours, theirs = model.generator(ids, mask, types), hf(ids, attention_mask=mask, token_type_ids=types).logits
+        assert (ours[active] - theirs[active]).abs().max() < 1e-5
+    out = tmp_path / "mlm"
+    pretrain(load_config(TINY, {**settings, "training.max_steps": 2}), out)
+    assert transformers.ElectraForMaskedLM.from_pretrained(out / "mlm").config.hidden_size == hf.config.hidden_size
+    with pytest.raises(ConfigError, match=r"holds an ELECTRA generator.*name it as init.generator.*model.objective = \"mlm\""):
+        read_init(load_config(TINY, init_settings(data, pair / "generator")))
+
+
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     """A discriminator and generator pretrained briefly on the test corpus (HF folders)."""
