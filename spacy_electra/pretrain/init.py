@@ -45,9 +45,10 @@ class InitSources:
     def describe(self, objective: str = "rtd") -> str:
         """One line for the log: where each network comes from."""
         if objective == "mlm":
-            head = "its masked-LM head" if self.discriminator.kind == "generator" else "fresh masked-LM head"
-            return (f"Starting from existing weights: masked LM from the encoder of {self.discriminator_source} "
-                    f"({head}); vocabulary of {self.vocab.vocab_size:,} pieces.")
+            what = ("a generator, continued whole with its masked-LM head" if self.discriminator.kind == "generator"
+                    else "its encoder under a fresh masked-LM head")
+            return (f"Starting from existing weights: masked LM from {self.discriminator_source} ({what}); "
+                    f"vocabulary of {self.vocab.vocab_size:,} pieces.")
         disc = f"discriminator from {self.discriminator_source} ({_what(self.discriminator)})"
         if self.generator is not None:
             gen = f"generator from {self.generator_source}"

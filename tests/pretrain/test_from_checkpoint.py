@@ -163,6 +163,7 @@ def test_mlm_control_continues_a_generator_with_its_head(data, pair, tmp_path):
     with torch.no_grad():
         ours, theirs = model.generator(ids, mask, types), hf(ids, attention_mask=mask, token_type_ids=types).logits
         assert (ours[active] - theirs[active]).abs().max() < 1e-5
+    assert "continued whole with its masked-LM head" in read_init(load_config(TINY, settings)).describe("mlm")
     out = tmp_path / "mlm"
     pretrain(load_config(TINY, {**settings, "training.max_steps": 2}), out)
     assert transformers.ElectraForMaskedLM.from_pretrained(out / "mlm").config.hidden_size == hf.config.hidden_size
